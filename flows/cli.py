@@ -1,0 +1,196 @@
+"""`cohortshare`: the command line for data engineers, analysts and IG officers.
+
+User errors are printed as one line, `ClassName: message`, with the class's exit code and no
+traceback. Unexpected errors are reported by type only: library messages can quote the data
+values that caused them, and a traceback is no place for a resident's details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from schemas.errors import UserError
+
+EXAMPLE_QUERY = (
+    "SELECT departments, sum(people) AS people FROM cohort_department_overlap "
+    "GROUP BY departments ORDER BY people DESC LIMIT 8"
+)
+UNEXPECTED_EXIT = 70
+
+
+def _quiet_third_parties() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get("COHORTSHARE_ROOT", "data"))
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=_default_root(),
+                        help="data root (default: $COHORTSHARE_ROOT or ./data)")
+
+
+def _add_contracts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--contracts", type=Path, default=Path("data_contracts"),
+                        help="folder of data contracts, hierarchies and policy (default: %(default)s)")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from transforms.synthetic import generate_council
+
+    if args.residents < 1:
+        raise UserError("--residents must be at least 1")
+    print(f"Generating a synthetic council of {args.residents:,} residents (seed {args.seed}) ...",
+          file=sys.stderr)
+    summary = generate_council(args.root, args.residents, args.seed, noise=args.noise)
+    for department, rows in sorted(summary.rows.items()):
+        print(f"  {department:<20} {rows:>9,} rows")
+    print(f"Wrote {len(summary.files)} extracts under {args.root / 'landing'} "
+          f"in {summary.seconds:.1f} s")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.share_cohorts import share_cohorts
+
+    release_id = share_cohorts(root=str(args.root), contracts=str(args.contracts), demo=args.demo)
+    report = args.root / "reports" / release_id / "anonymisation_report.html"
+    print(f"Release {release_id} staged, awaiting approval.")
+    print(f"Anonymisation report: {report}")
+    print(f"To decide: cohortshare approve {release_id} --name NAME --role ROLE "
+          "--decision approve|reject")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from flows.approval import decide
+
+    published = decide(args.root, args.release, name=args.name, role=args.role,
+                       decision=args.decision, conditions=args.conditions)
+    if published:
+        print(f"Release {args.release} approved and published; catalogue: {published}")
+    else:
+        print(f"Release {args.release} rejected; nothing was published.")
+    return 0
+
+
+def _print_query(root: Path, sql: str) -> None:
+    import polars as pl
+
+    from transforms.catalogue import CATALOGUE_FILE, query_catalogue
+
+    result = query_catalogue(root / "published" / CATALOGUE_FILE, sql)
+    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
+        print(result)
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    _print_query(args.root, args.sql)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flows.share_cohorts import share_cohorts
+    from transforms.catalogue import CATALOGUE_FILE
+
+    landing = args.root / "landing"
+    if not landing.is_dir() or not any(landing.rglob("*.*")):
+        cmd_generate(args)
+    print("DEMO MODE: a local demo key pseudonymises the synthetic extracts, and the release is "
+          "approved automatically (labelled as an automatic demo approval).", file=sys.stderr)
+    release_id = share_cohorts(root=str(args.root), contracts=str(args.contracts), demo=True,
+                               demo_approval=True)
+    catalogue = args.root / "published" / CATALOGUE_FILE
+    report = args.root / "reports" / release_id / "anonymisation_report.html"
+    print()
+    print(f"Release {release_id} published (automatic demo approval).")
+    print(f"Published catalogue:  {catalogue}")
+    print(f"Anonymisation report: {report}")
+    print(f"Example query: {EXAMPLE_QUERY}")
+    _print_query(args.root, EXAMPLE_QUERY)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cohortshare",
+        description="Share what a council's departments know about residents as k-anonymous "
+        "cohorts, without sharing the residents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="write a seeded synthetic council's extracts to landing/")
+    _add_root(gen)
+    gen.add_argument("--residents", type=int, default=20_000, help="residents (default: %(default)s)")
+    gen.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
+    gen.add_argument("--noise", type=float, default=0.02,
+                     help="share of identifiers with realistic errors (default: %(default)s)")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser("run", help="run the share_cohorts flow and stage a release for approval")
+    _add_root(run)
+    _add_contracts(run)
+    run.add_argument("--demo", action="store_true",
+                     help="use (and create if needed) a local demo key; never for real data")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="generate a synthetic council, run, auto-approve, query")
+    _add_root(demo)
+    _add_contracts(demo)
+    demo.add_argument("--residents", type=int, default=20_000, help="residents (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
+    demo.add_argument("--noise", type=float, default=0.02, help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+
+    approve = sub.add_parser("approve", help="record an IG decision on a staged release")
+    _add_root(approve)
+    approve.add_argument("release", help="release id, as printed by `cohortshare run`")
+    approve.add_argument("--name", required=True, help="the deciding officer's name")
+    approve.add_argument("--role", required=True, help="the deciding officer's role")
+    approve.add_argument("--decision", required=True, choices=["approve", "reject"])
+    approve.add_argument("--conditions", help="conditions attached to an approval")
+    approve.set_defaults(func=cmd_approve)
+
+    query = sub.add_parser("query", help="query the published catalogue (read-only)")
+    _add_root(query)
+    query.add_argument("sql", nargs="?", default=EXAMPLE_QUERY,
+                       help="SQL to run (default: an example query)")
+    query.set_defaults(func=cmd_query)
+
+    for module in ("anonymise_command", "contracts_command", "deliveries_command", "keys_command"):
+        try:
+            plugin = __import__(f"flows.{module}", fromlist=["add_parser"])
+        except ModuleNotFoundError:
+            continue
+        plugin.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_third_parties()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as error:
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last line of defence, see module docstring
+        if os.environ.get("COHORTSHARE_DEBUG") == "1":
+            raise
+        print(f"UnexpectedError: {type(error).__name__} (details withheld because library "
+              "messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted machine "
+              "to see them)", file=sys.stderr)
+        return UNEXPECTED_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

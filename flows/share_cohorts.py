@@ -1,0 +1,240 @@
+"""The `share_cohorts` flow: wiring only. Every stage is a function in `transforms/`.
+
+Tasks that see identifiable rows (`process_delivery`) keep them inside the task: they take a
+path, return counts, and set `persist_result=False` so Prefect never pickles them to disk.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.key_source import resolve_key
+from flows.settings import Settings
+from schemas.contract import load_contracts
+from schemas.errors import DeliveryRejected, KeyCustodyError, NoDataError
+from schemas.policy import load_cohorts, load_policy
+from schemas.report import DeliverySummary, ReleaseReport
+from transforms import audit, catalogue, release_checks
+from transforms.anonymise import anonymise
+from transforms.deliveries import DeliveryRegistry
+from transforms.geography import load_geography
+from transforms.hierarchy import load_hierarchies
+from transforms.ingest import fingerprint_file
+from transforms.link import link, load_linkage_rules
+from transforms.population import build_population
+from transforms.pseudonymise import pseudonymise
+from transforms.report import markdown_summary, write_report
+from transforms.secure import latest_tokens, write_tokens
+from transforms.tabulate import tabulate
+from transforms.validate import receive_delivery
+
+LIMITATIONS = [
+    "Differencing across tables and releases is limited by rounding only; no secondary "
+    "suppression is applied across tables yet.",
+    "Linkage is deterministic on keyed tokens; people recorded with different identifiers in "
+    "every department may be counted twice.",
+]
+
+
+def landing_files(root: Path, contracts: dict) -> list[tuple[str, Path]]:
+    found = []
+    for department, contract in sorted(contracts.items()):
+        folder = root / "landing" / department
+        if folder.is_dir():
+            found += [(department, p) for p in sorted(folder.glob(contract.file_pattern))]
+    return found
+
+
+@task(persist_result=False, cache_policy=NO_CACHE, task_run_name="receive {department}")
+def process_delivery(settings: Settings, department: str, path: Path) -> dict[str, Any]:
+    """Ingest, validate, quarantine and pseudonymise one delivery; only tokens leave this task."""
+    logger = get_run_logger()
+    contract = load_contracts(settings.contracts)[department]
+    registry = DeliveryRegistry(settings.root)
+    fingerprint = fingerprint_file(path)
+    if registry.is_processed(fingerprint):
+        logger.info("%s: %s already processed, skipped", department, path.name)
+        return {"department": department, "file": path.name, "status": "already processed"}
+    try:
+        received = receive_delivery(path, contract, settings.root, date.today())
+    except DeliveryRejected as rejection:
+        logger.error("%s", rejection)
+        return {"department": department, "file": path.name, "status": "rejected",
+                "reason": str(rejection)}
+    key = resolve_key(demo=settings.demo)
+    outcome = received.outcome
+    tokens, counts = pseudonymise(
+        received.frame, contract, key, load_geography(), outcome.extract_date
+    )
+    write_tokens(settings.root, outcome, tokens, key.key_id)
+    registry.record(outcome)
+    logger.info(
+        "%s: %s received %d, accepted %d, quarantined %d",
+        department, path.name, outcome.rows_received, outcome.rows_accepted,
+        outcome.rows_quarantined,
+    )
+    return {"department": department, "file": path.name, "status": outcome.status,
+            "pseudonymisation": counts.to_dict()}
+
+
+@task(persist_result=False, cache_policy=NO_CACHE)
+def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
+    """Link the latest accepted delivery of every department into one population of residents."""
+    inputs = latest_tokens(settings.root)
+    if not inputs:
+        raise NoDataError(
+            f"no accepted deliveries under {settings.root / 'secure'}: put extracts in "
+            f"{settings.root / 'landing'}/<department>/ (or run `cohortshare generate`)"
+        )
+    stale = sorted(p.parent.name for p, meta in inputs.items() if meta["key_id"] != key_id)
+    if stale:
+        raise KeyCustodyError(
+            f"secure tokens of {', '.join(stale)} were made with another key than {key_id}; "
+            "run `cohortshare key rotate` or re-deliver those extracts"
+        )
+    records = pl.concat([pl.read_parquet(p) for p in inputs], how="diagonal_relaxed")
+    linked, link_counts = link(records, load_linkage_rules(settings.contracts / "linkage.yaml"))
+    population, _incomplete, population_counts = build_population(linked)
+    secure = settings.root / "secure" / "linked"
+    secure.mkdir(parents=True, exist_ok=True)
+    population.write_parquet(secure / "population.parquet")
+    return {
+        "deliveries": [meta["delivery_id"] for meta in inputs.values()],
+        "linkage": link_counts.to_dict(),
+        "population": population_counts.to_dict(),
+    }
+
+
+@task(persist_result=False, cache_policy=NO_CACHE)
+def anonymise_population(settings: Settings) -> dict[str, Any]:
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
+    population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
+    hierarchies = load_hierarchies(
+        settings.contracts / "hierarchies", list(policy.quasi_identifiers)
+    )
+    result = anonymise(
+        population, list(policy.quasi_identifiers), hierarchies, policy.k,
+        policy.max_suppression, l=policy.l_diversity, sensitive=policy.sensitive,
+    )
+    out = settings.root / "secure" / "anonymised"
+    out.mkdir(parents=True, exist_ok=True)
+    result.frame.write_parquet(out / "population.parquet")
+    return result.to_dict()
+
+
+@task(persist_result=False, cache_policy=NO_CACHE)
+def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict[str, Any]:
+    """Tabulate the cohorts, stage them, and run the independent disclosure checks."""
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
+    cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
+    anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
+    population = pl.read_parquet(anonymised)
+    tables, counts = {}, []
+    for table in cohorts.tables:
+        tables[table.name], table_counts = tabulate(population, table, policy)
+        counts.append(table_counts.to_dict())
+    staged = catalogue.stage_release(settings.root, release_id, tables, metadata)
+    checks = release_checks.check_release(staged, anonymised, cohorts, policy)
+    return {"tables": counts, "checks": checks.to_dict()}
+
+
+def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[DeliverySummary]:
+    outcomes = {o.delivery_id: o for o in DeliveryRegistry(settings.root).all()}
+    return [
+        DeliverySummary(**outcomes[d].model_dump(mode="json", include=set(
+            DeliverySummary.model_fields)))
+        for d in delivery_ids if d in outcomes
+    ]
+
+
+def build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged, contracts):
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
+    people = linked["population"]
+    released = people["people"] - people["people_incomplete"] - anonymised["suppressed"]
+    accounting = {
+        "rows_received": sum(d.rows_received for d in deliveries),
+        "rows_quarantined": sum(d.rows_quarantined for d in deliveries),
+        "records_accepted": sum(d.rows_accepted for d in deliveries),
+        "records_linked": people["records"],
+        "people_linked": people["people"],
+        "people_withheld_incomplete_age_or_area": people["people_incomplete"],
+        "people_suppressed_by_anonymiser": anonymised["suppressed"],
+        "people_released_to_cohort_tables": released,
+    }
+    accounting["balanced"] = (
+        accounting["rows_received"] == accounting["records_accepted"] + accounting["rows_quarantined"]
+        and accounting["records_accepted"] == accounting["records_linked"]
+    )
+    return ReleaseReport(
+        release_id=release_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        status="awaiting approval",
+        key_id=key_id,
+        demo=settings.demo,
+        policy={**policy.model_dump(mode="json"), "min_published_count": policy.min_published_count,
+                "round_to": policy.rule.round_to, "rule_source": policy.rule.source},
+        contracts={d: f"{c.contract_id} v{c.version}" for d, c in contracts.items()},
+        deliveries=deliveries,
+        pseudonymisation={"key_id": key_id},
+        linkage=linked["linkage"],
+        population=people,
+        anonymisation=anonymised,
+        tables=staged["tables"],
+        accounting=accounting,
+        checks=staged["checks"],
+        limitations=LIMITATIONS,
+    )
+
+
+@flow(name="share_cohorts", log_prints=False)
+def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: bool = False,
+                  demo_approval: bool = False) -> str:
+    """Run every stage on the landing extracts and stage a release for IG approval.
+
+    Returns the release id. With `demo_approval` (demo mode only) the release is approved
+    automatically and the approval is labelled as an automatic demo approval.
+    """
+    settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
+    logger = get_run_logger()
+    contract_set = load_contracts(settings.contracts)
+    key_id = resolve_key(demo=demo).key_id
+    files = landing_files(settings.root, contract_set)
+    logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
+    results = [process_delivery(settings, department, path) for department, path in files]
+    for result in results:
+        if result["status"] == "rejected":
+            audit.record_event(settings.root, "delivery_rejected", department=result["department"],
+                               file=result["file"], reason=result["reason"])
+    linked = link_population(settings, key_id)
+    anonymised = anonymise_population(settings)
+    release_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    metadata = {
+        "release_id": release_id, "key_id": key_id, "levels": anonymised["levels"],
+        "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
+    }
+    staged = stage_candidate(settings, release_id, metadata)
+    deliveries = _delivery_summaries(settings, linked["deliveries"])
+    report = build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged,
+                          contract_set)
+    json_path, html_path = write_report(settings.root, report)
+    create_markdown_artifact(markdown=markdown_summary(report), key="anonymisation-report",
+                             description=f"Release {release_id}: counts only")
+    audit.record_event(settings.root, "release_staged", release_id=release_id, key_id=key_id,
+                       tables=[t["table"] for t in staged["tables"]])
+    logger.info("release %s staged; report at %s", release_id, html_path)
+    if demo_approval:
+        from flows.approval import decide  # local: approval is also a CLI entry point
+
+        decide(settings.root, release_id, name="automatic demo approval",
+               role="demo (no human review)", decision="approve",
+               conditions="synthetic data only", demo=demo)
+    return release_id
+

@@ -1,0 +1,124 @@
+"""Disclosure policy and cohort table definitions, as declared in `data_contracts/`.
+
+Policy numbers are named constants with the source they come from; a council picks a preset
+by name in `disclosure_policy.yaml` rather than typing thresholds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import ConfigError
+
+
+class SmallNumberRule(BaseModel):
+    """Counts from 1 to `suppress_at_or_below` are suppressed; the rest are rounded to `round_to`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    suppress_at_or_below: int
+    round_to: int
+    source: str
+
+
+# NHS England statistical disclosure control for published aggregates: suppress 1-7 and round
+# the rest to the nearest 5 (https://digital.nhs.uk/services/data-access-request-service-dars).
+NHS_ENGLAND = SmallNumberRule(
+    name="nhs_england",
+    suppress_at_or_below=7,
+    round_to=5,
+    source="https://digital.nhs.uk/data-and-information/data-tools-and-services/data-services/"
+    "hospital-episode-statistics/change-to-disclosure-control-methodology-for-hes-and-ecds-from-"
+    "september-2018",
+)
+# OpenSAFELY output checking: redact counts of 7 or fewer, round to the nearest 5
+# (https://docs.opensafely.org/releasing-files/).
+OPENSAFELY = SmallNumberRule(
+    name="opensafely",
+    suppress_at_or_below=7,
+    round_to=5,
+    source="https://docs.opensafely.org/releasing-files/",
+)
+# ONS-style threshold: counts below 10 are suppressed, published counts are exact.
+ONS_THRESHOLD_10 = SmallNumberRule(
+    name="ons_threshold_10",
+    suppress_at_or_below=9,
+    round_to=1,
+    source="https://www.ons.gov.uk/methodology/methodologytopicsandstatisticalconcepts/"
+    "disclosurecontrol",
+)
+SMALL_NUMBER_RULES = {rule.name: rule for rule in (NHS_ENGLAND, OPENSAFELY, ONS_THRESHOLD_10)}
+
+
+class DisclosurePolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    k: int = Field(ge=2, description="every published row stands for at least k people")
+    max_suppression: float = Field(ge=0, le=1)
+    small_number_rule: Literal["nhs_england", "opensafely", "ons_threshold_10"]
+    quasi_identifiers: tuple[str, ...] = Field(min_length=1)
+    l_diversity: int | None = Field(default=None, ge=2)
+    sensitive: str | None = None
+    require_approval: bool = True
+
+    @property
+    def rule(self) -> SmallNumberRule:
+        return SMALL_NUMBER_RULES[self.small_number_rule]
+
+    @property
+    def min_published_count(self) -> int:
+        """The smallest true count a published cell may stand for."""
+        return max(self.k, self.rule.suppress_at_or_below + 1)
+
+    @model_validator(mode="after")
+    def _sensitive_with_l(self) -> DisclosurePolicy:
+        if (self.l_diversity is None) != (self.sensitive is None):
+            raise ValueError("l_diversity and sensitive must be given together")
+        return self
+
+
+class CohortTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^cohort_[a-z0-9_]+$")
+    title: str
+    description: str
+    unit: Literal["people", "households"]
+    # published column name -> population column it is taken from
+    dimensions: dict[str, str] = Field(min_length=1)
+    per_department: bool = False
+
+
+class CohortDefinitions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tables: tuple[CohortTable, ...] = Field(min_length=1)
+
+
+def _load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path.name}: cannot be read as YAML ({type(exc).__name__})") from None
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path.name}: {len(exc.errors())} problem(s): {problems}") from None
+
+
+def load_policy(path: Path) -> DisclosurePolicy:
+    return _load_yaml_model(path, DisclosurePolicy)  # type: ignore[return-value]
+
+
+def load_cohorts(path: Path) -> CohortDefinitions:
+    return _load_yaml_model(path, CohortDefinitions)  # type: ignore[return-value]
