@@ -73,8 +73,16 @@ class DisclosurePolicy(BaseModel):
 
     @property
     def min_published_count(self) -> int:
-        """The smallest true count a published cell may stand for."""
-        return max(self.k, self.rule.suppress_at_or_below + 1)
+        """The smallest true count a published cell may stand for.
+
+        At least k and above the small-number threshold, and large enough that rounding cannot
+        publish a number below k (with k = 11 and base 5, a true 11 or 12 would show as 10).
+        """
+        base = self.rule.round_to
+        smallest = max(self.k, self.rule.suppress_at_or_below + 1)
+        while (smallest + base // 2) // base * base < self.k:
+            smallest += 1
+        return smallest
 
     @model_validator(mode="after")
     def _sensitive_with_l(self) -> DisclosurePolicy:

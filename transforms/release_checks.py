@@ -94,7 +94,7 @@ def check_release(
         classes_below_k = con.sql(
             f"SELECT count(*) FROM (SELECT {qis}, count(*) AS n FROM population "
             f"GROUP BY ALL HAVING n < {int(policy.k)})"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if classes_below_k:
             problems.append(
                 f"anonymised population: {classes_below_k} quasi-identifier class(es) smaller than "
@@ -103,12 +103,12 @@ def check_release(
         for table in cohorts.tables:
             path = staged[table.name]
             con.execute(f"CREATE OR REPLACE VIEW staged AS SELECT * FROM read_parquet('{path}')")
-            n_below, n = con.execute(
-                _true_counts_sql(table, "staged"), {"k": policy.min_published_count}
-            ).fetchone()
+            (n_below, n), = con.sql(
+                _true_counts_sql(table, "staged"), params={"k": policy.min_published_count}
+            ).fetchall()
             published_small = con.sql(
                 f"SELECT count(*) FROM staged WHERE {table.unit} < {int(policy.k)}"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             rows += n
             below_k += n_below + published_small
             if n_below or published_small:

@@ -1,0 +1,150 @@
+"""The whole pipeline on a small synthetic council, under one real (test) Prefect server."""
+
+import json
+import stat
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from schemas.policy import load_policy
+from tests.leaks import find_leaks, landing_identifiers
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACTS = REPO / "data_contracts"
+RESIDENTS = 4000
+
+
+@pytest.fixture(scope="module")
+def published(prefect_harness, tmp_path_factory):
+    """Generate a council, run the flow with demo approval; return (root, release id)."""
+    from flows.share_cohorts import share_cohorts
+    from transforms.synthetic import generate_council
+
+    root = tmp_path_factory.mktemp("council")
+    with _home_of(root):
+        generate_council(root, RESIDENTS, seed=11)
+        release = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True,
+                                demo_approval=True)
+    return root, release
+
+
+@contextmanager
+def _home_of(root: Path):
+    """A private HOME per council, so its demo key is made once and found again."""
+    home = root.with_name(root.name + "-home")
+    home.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+        mp.delenv("COHORTSHARE_KEY", raising=False)
+        yield
+
+
+def _catalogue(root: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(root / "published" / "cohorts.duckdb"), read_only=True)
+
+
+def test_catalogue_rows_each_stand_for_at_least_k_people(published):
+    root, release = published
+    policy = load_policy(CONTRACTS / "disclosure_policy.yaml")
+    con = _catalogue(root)
+    try:
+        tables = [r[0] for r in con.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cohort_%'"
+        ).fetchall()]
+        assert len(tables) == 4
+        for table in tables:
+            unit = "households" if "households" in table else "people"
+            rows, smallest = con.sql(f"SELECT count(*), min({unit}) FROM {table}").fetchall()[0]
+            assert rows > 0, table
+            assert smallest >= policy.k, table
+        approvals = con.sql("SELECT release_id, decision, approved_by FROM releases").fetchall()
+        assert approvals == [(release, "approved", "automatic demo approval")]
+    finally:
+        con.close()
+
+
+def test_report_accounts_for_every_row_and_is_labelled_demo(published):
+    root, release = published
+    report = json.loads((root / "reports" / release / "anonymisation_report.json").read_text())
+    assert report["demo"] is True and report["key_id"].startswith("demo-")
+    assert report["status"] == "approved"
+    assert report["approval"]["automatic_demo_approval"] is True
+    accounting = report["accounting"]
+    assert accounting["balanced"] is True
+    assert accounting["rows_received"] == accounting["records_accepted"] + accounting[
+        "rows_quarantined"]
+    assert accounting["people_linked"] == (
+        accounting["people_withheld_incomplete_age_or_area"]
+        + accounting["people_suppressed_by_anonymiser"]
+        + accounting["people_released_to_cohort_tables"]
+    )
+    assert len(report["deliveries"]) == 5
+    html = (root / "reports" / release / "anonymisation_report.html").read_text()
+    assert "Demo release" in html and release in html
+
+
+def test_no_identifier_from_landing_appears_outside_restricted_zones(published):
+    root, _ = published
+    values = landing_identifiers(root, CONTRACTS)
+    assert len(values) > 5 * RESIDENTS / 10  # the oracle really read the extracts
+    folders = [root / zone for zone in ("published", "reports", "staging", "secure", "audit")]
+    assert find_leaks(values, folders) == []
+
+
+def test_leak_scan_would_catch_a_leak(published, tmp_path):
+    root, _ = published
+    values = landing_identifiers(root, CONTRACTS)
+    planted = tmp_path / "report.html"
+    planted.write_text(f"<td>{sorted(values)[0]}</td>")
+    assert find_leaks(values, [tmp_path]) == [(str(planted), 1)]
+
+
+def test_audit_log_records_staging_approval_and_publication(published):
+    root, release = published
+    events = [json.loads(line) for line in (root / "audit" / "audit.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events if e.get("release_id") == release]
+    assert kinds == ["release_staged", "release_approved", "release_published"]
+
+
+def test_published_release_is_read_only_and_immutable(published):
+    root, release = published
+    folder = root / "published" / "releases" / release
+    files = sorted(folder.glob("*.parquet"))
+    assert len(files) == 4
+    # Mode bits, not open(): the tests may run as root, which ignores them.
+    for path in [folder, *files]:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o222 == 0, path.name
+
+
+def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(published):
+    """An analyst's open connection keeps its release; a new connection sees the new one."""
+    from flows.approval import decide
+    from flows.share_cohorts import share_cohorts
+
+    root, first = published
+    analyst = _catalogue(root)
+    try:
+        before = analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0]
+        # Same demo key as the first run: the secure zone's tokens must stay joinable.
+        with _home_of(root):
+            second = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
+        assert second != first
+        decide(root, second, name="A. Officer", role="Information Governance Lead",
+               decision="approve", conditions="internal use")
+        assert analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0] == before == 1
+    finally:
+        analyst.close()
+    fresh = _catalogue(root)
+    try:
+        assert [r[0] for r in fresh.sql("SELECT release_id FROM releases ORDER BY 1").fetchall()] \
+            == sorted([first, second])
+    finally:
+        fresh.close()
+    report = json.loads((root / "reports" / second / "anonymisation_report.json").read_text())
+    assert {d["delivery_id"] for d in report["deliveries"]} == {
+        d["delivery_id"] for d in json.loads(
+            (root / "reports" / first / "anonymisation_report.json").read_text())["deliveries"]
+    }

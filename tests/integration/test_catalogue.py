@@ -1,0 +1,108 @@
+"""Staging, the disclosure checks and publishing against real Parquet and DuckDB files."""
+
+import polars as pl
+import pytest
+
+from schemas.errors import DisclosureError, ReleaseError
+from schemas.policy import CohortDefinitions, CohortTable, DisclosurePolicy
+from transforms import catalogue
+from transforms.release_checks import check_release, scan_values
+
+POLICY = DisclosurePolicy(name="test", k=10, max_suppression=0.0,
+                          small_number_rule="ons_threshold_10", quasi_identifiers=("lsoa",))
+COHORTS = CohortDefinitions(tables=(CohortTable(
+    name="cohort_by_area", title="t", description="d", unit="people",
+    dimensions={"area": "lsoa"}),))
+APPROVAL = {"decision": "approved", "name": "A. Officer", "role": "IG lead",
+            "decided_at": "2026-11-21T00:00:00+00:00", "conditions": ""}
+
+
+def _population(tmp_path, sizes):
+    areas = [a for a, n in sizes.items() for _ in range(n)]
+    path = tmp_path / "population.parquet"
+    pl.DataFrame({"person_key": [f"p{i}" for i in range(len(areas))], "lsoa": areas}) \
+        .write_parquet(path)
+    return path
+
+
+def _stage(root, release, table):
+    return catalogue.stage_release(root, release, {"cohort_by_area": table}, {"release_id": release})
+
+
+def test_checks_pass_on_an_honest_release(tmp_path):
+    population = _population(tmp_path, {"a": 10, "b": 12})
+    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a", "b"], "people": [10, 12]}))
+    counts = check_release(staged, population, COHORTS, POLICY)
+    assert counts.rows_checked == 2 and counts.rows_below_k == 0 and counts.values_scanned == 2
+
+
+def test_gate_recomputes_true_counts_and_refuses_a_small_cell(tmp_path):
+    # The staged table claims 10 people in area "b", but only 4 live there.
+    population = _population(tmp_path, {"a": 30, "b": 4})
+    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a", "b"], "people": [30, 10]}))
+    with pytest.raises(DisclosureError, match="1 row.* fewer than 10 people"):
+        check_release(staged, population, COHORTS, POLICY)
+
+
+def test_gate_refuses_a_population_that_is_not_k_anonymous(tmp_path):
+    population = _population(tmp_path, {"a": 30, "b": 4})
+    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a"], "people": [30]}))
+    with pytest.raises(DisclosureError, match="1 quasi-identifier class"):
+        check_release(staged, population, COHORTS, POLICY)
+
+
+def test_identifier_scan_stops_a_release_and_names_the_kind_not_the_value(tmp_path):
+    population = _population(tmp_path, {"943 476 5919": 12})
+    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["943 476 5919"], "people": [12]}))
+    with pytest.raises(DisclosureError) as error:
+        check_release(staged, population, COHORTS, POLICY)
+    assert "nhs_number" in str(error.value) and "5919" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["ZZ1 2AB", "AB123456C", "9434765919", "1980-02-01",
+                                   "someone@example.org", "07700 900123", "1a2b3c4d5e6f7a8b9c"])
+def test_scan_recognises_identifier_shapes(value):
+    assert scan_values([value])
+
+
+@pytest.mark.parametrize("value", ["30-34", "E05999001", "housing+benefits", "White", "F", "*"])
+def test_scan_leaves_published_categories_alone(value):
+    assert scan_values([value]) == {}
+
+
+def test_publish_is_immutable_and_swaps_the_catalogue_under_an_open_reader(tmp_path):
+    _stage(tmp_path, "20260101T000000Z-a", pl.DataFrame({"area": ["a"], "people": [10]}))
+    path = catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
+    assert catalogue.query_catalogue(path, "SELECT * FROM cohort_by_area").rows() == [("a", 10)]
+    with pytest.raises(ReleaseError, match="immutable"):
+        catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
+
+    import duckdb
+
+    reader = duckdb.connect(str(path), read_only=True)
+    _stage(tmp_path, "20260201T000000Z-b", pl.DataFrame({"area": ["a"], "people": [20]}))
+    catalogue.publish_release(tmp_path, "20260201T000000Z-b", APPROVAL)
+    assert reader.sql("SELECT people FROM cohort_by_area").fetchall() == [(10,)]
+    reader.close()
+    assert catalogue.query_catalogue(path, "SELECT people FROM cohort_by_area").rows() == [(20,)]
+    assert catalogue.query_catalogue(path, "SELECT count(*) FROM releases").item() == 2
+
+
+def test_catalogue_views_work_from_any_working_directory(tmp_path, monkeypatch):
+    _stage(tmp_path, "r1", pl.DataFrame({"area": ["a"], "people": [10]}))
+    path = catalogue.publish_release(tmp_path, "r1", APPROVAL)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert catalogue.query_catalogue(path, "SELECT count(*) FROM cohort_by_area").item() == 1
+
+
+def test_unstaged_release_cannot_be_published(tmp_path):
+    with pytest.raises(ReleaseError, match="not staged"):
+        catalogue.publish_release(tmp_path, "nope", APPROVAL)
+
+
+def test_failed_staging_leaves_nothing_behind(tmp_path):
+    with pytest.raises(AttributeError):
+        catalogue.stage_release(tmp_path, "r1", {"cohort_by_area": object()}, {})
+    assert list((tmp_path / "staging").iterdir()) == []
