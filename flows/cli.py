@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from schemas.errors import UserError
 
 EXAMPLE_QUERY = (
-    "SELECT departments, sum(people) AS people FROM cohort_department_overlap "
+    "SELECT departments, CAST(sum(people) AS BIGINT) AS people FROM cohort_department_overlap "
     "GROUP BY departments ORDER BY people DESC LIMIT 8"
 )
 UNEXPECTED_EXIT = 70
@@ -48,7 +49,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UserError("--residents must be at least 1")
     print(f"Generating a synthetic council of {args.residents:,} residents (seed {args.seed}) ...",
           file=sys.stderr)
-    summary = generate_council(args.root, args.residents, args.seed, noise=args.noise)
+    # Dated today, so the extracts are within every contract's freshness window.
+    summary = generate_council(args.root, args.residents, args.seed, noise=args.noise,
+                               extract_date=date.today())
     for department, rows in sorted(summary.rows.items()):
         print(f"  {department:<20} {rows:>9,} rows")
     print(f"Wrote {len(summary.files)} extracts under {args.root / 'landing'} "

@@ -7,6 +7,7 @@ ingest code, so a bug in ingest cannot hide a leak from it.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import duckdb
@@ -54,10 +55,10 @@ def readable_text(path: Path) -> str:
     """What a person or program could read out of a file, as one string."""
     if path.suffix == ".parquet":
         table = pq.read_table(path)
-        cells = pl.from_arrow(table).select(pl.all().cast(pl.String)).rows()
+        cells = table.to_pylist()
         meta = b" ".join(k + b" " + v for k, v in (table.schema.metadata or {}).items())
         return meta.decode("utf-8", "replace") + "\n" + "\n".join(
-            " | ".join(str(v) for v in row) for row in cells
+            " | ".join(str(v) for v in row.values()) for row in cells
         )
     if path.suffix == ".duckdb":
         con = duckdb.connect(str(path), read_only=True)
@@ -69,13 +70,27 @@ def readable_text(path: Path) -> str:
     return path.read_bytes().decode("utf-8", "replace")
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def contains(text: str, words: set[str], value: str) -> bool:
+    """Whether `value` occurs in `text` as a whole (not inside a longer word or hex string)."""
+    parts = _WORD.findall(value)
+    if not parts or not all(part in words for part in parts):
+        return False
+    if len(parts) == 1 and parts[0] == value:
+        return True
+    return re.search(rf"(?<![^\W_]){re.escape(value)}(?![^\W_])", text) is not None
+
+
 def find_leaks(values: set[str], folders: list[Path]) -> list[tuple[str, int]]:
     """(file, number of identifier values found in it) for every file that holds any."""
     leaks = []
     for folder in folders:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             text = readable_text(path)
-            found = sum(1 for value in values if value in text)
+            words = set(_WORD.findall(text))
+            found = sum(1 for value in values if contains(text, words, value))
             if found:
                 leaks.append((str(path), found))
     return leaks

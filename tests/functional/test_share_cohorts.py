@@ -2,6 +2,7 @@
 
 import json
 import stat
+from datetime import date
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def published(prefect_harness, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("council")
     with _home_of(root):
-        generate_council(root, RESIDENTS, seed=11)
+        generate_council(root, RESIDENTS, seed=11, extract_date=date.today())
         release = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True,
                                 demo_approval=True)
     return root, release

@@ -1,0 +1,165 @@
+"""Benchmark contract validation: `python -m benchmarks validate [--rows N] [--contract NAME]`.
+
+Validates an N-row extract of the largest contract (adult social care: 11 columns, the fullest
+suite) with the full GX row suite and delivery suite, the way the pipeline does: read in
+chunks, conform, type, validate each chunk, account for every row. The extract is built once
+from a small synthetic council (rows resampled, record ids made unique, a sprinkling of rows
+made invalid so quarantine paths run) and cached under the data directory.
+
+The baseline reads the same file whole, types it the same way, converts the whole frame to
+pandas and validates it in one GX run. Each side runs in its own child process so that
+`peak_rss_mb` is that side's own peak. `ratio` is our seconds over the baseline's.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONTRACT = "adult_social_care"
+INVALID_SHARE = 0.001  # rows broken on purpose: quarantine paths must be part of the cost
+
+
+def _build_extract(path: Path, rows: int, contract_name: str, seed: int = 42) -> None:
+    import numpy as np
+    import polars as pl
+
+    from schemas.contract import load_contracts
+    from transforms.synthetic import generate_council
+
+    contract = load_contracts(REPO / "data_contracts")[contract_name]
+    if contract.format != "csv":
+        raise SystemExit("the validate benchmark builds CSV extracts only")
+    with tempfile.TemporaryDirectory(prefix="cohortshare-bench-") as tmp:
+        generate_council(Path(tmp), residents=200_000, seed=seed)
+        source = next((Path(tmp) / "landing" / contract_name).glob("*.csv"))
+        sample = pl.read_csv(
+            source.read_bytes().decode(contract.encoding).encode(), separator=contract.delimiter,
+            infer_schema=False,
+        )
+    rng = np.random.default_rng(seed)
+    record_id = contract.column("record_id").physical_name
+    picks = pl.Series(rng.integers(0, sample.height, rows, dtype=np.int64))
+    frame = sample[picks].with_columns(
+        pl.format("B{}", pl.int_range(rows, dtype=pl.Int64)).alias(record_id)
+    )
+    broken = rng.random(rows) < INVALID_SHARE
+    target = contract.column("sex").physical_name
+    frame = frame.with_columns(
+        pl.when(pl.Series(broken)).then(pl.lit("Unknown")).otherwise(pl.col(target)).alias(target)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_suffix(".tmp")
+    frame.write_csv(tmp_path, separator=contract.delimiter)
+    tmp_path.replace(path)
+
+
+def _today_for(path: Path):
+    from transforms.ingest import extract_date_of
+
+    return extract_date_of(path) + dt.timedelta(days=1)
+
+
+def _child(side: str, path: Path, contract_name: str, chunk_rows: int) -> dict:
+    """Run one side in this (child) process; report its own time and peak memory."""
+    from benchmarks._measure import peak_rss_mb
+    from schemas.contract import load_contracts
+    from transforms import validate
+
+    contract = load_contracts(REPO / "data_contracts")[contract_name]
+    validate._suites(contract)  # GX context and suites: a per-process start-up cost, not per row
+    today = _today_for(path)
+    started = time.perf_counter()
+    if side == "ours":
+        received, _ = validate.inspect_delivery(path, contract, today, chunk_rows=chunk_rows)
+        outcome = received.outcome
+        if outcome.status != "accepted":
+            raise SystemExit(f"benchmark extract rejected: {outcome.rejection}")
+        rows, quarantined = outcome.rows_received, outcome.rows_quarantined
+    else:
+        rows, quarantined = _baseline(path, contract)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "rows": rows, "quarantined": quarantined,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def _baseline(path: Path, contract) -> tuple[int, int]:
+    """Whole frame: read it all, type it, convert it all to pandas, validate it in one run."""
+    from transforms import ingest, validate
+
+    extract = ingest.open_extract(path, contract, chunk_rows=1 << 40)
+    conformance = ingest.conform_header(extract.header, contract, path.name)
+    import polars as pl
+
+    frame = pl.concat(ingest.conform(b, conformance, contract) for b in extract.batches)
+    typed, _ = ingest.coerce_types(frame, contract)
+    del frame
+    breaches = validate.validate_rows(typed, contract, path.name)
+    return typed.height, breaches["row_number"].n_unique()
+
+
+def _run_child(side: str, path: Path, contract: str, chunk_rows: int) -> dict:
+    command = [
+        sys.executable, "-m", "benchmarks.validate", "--child", side, "--extract", str(path),
+        "--contract", contract, "--chunk-rows", str(chunk_rows),
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{side} run failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transforms.ingest import DEFAULT_CHUNK_ROWS
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks validate", description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--contract", default=DEFAULT_CONTRACT)
+    parser.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "cohortshare-bench"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
+    parser.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--extract", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        print(json.dumps(_child(args.child, args.extract, args.contract, args.chunk_rows)))
+        return 0
+
+    path = args.data_dir / f"{args.contract}_{args.rows}_20261031.csv"
+    if not path.exists():
+        _build_extract(path, args.rows, args.contract)
+    ours = _run_child("ours", path, args.contract, args.chunk_rows)
+    baseline = None if args.no_baseline else _run_child(
+        "baseline", path, args.contract, args.chunk_rows
+    )
+    result = {
+        "name": "validate",
+        "contract": args.contract,
+        "rows": ours["rows"],
+        "rows_quarantined": ours["quarantined"],
+        "chunk_rows": args.chunk_rows,
+        "seconds": round(ours["seconds"], 3),
+        "rows_per_second": round(ours["rows"] / ours["seconds"]),
+        "peak_rss_mb": ours["peak_rss_mb"],
+        "baseline": "pandas-whole-frame",
+        "baseline_seconds": round(baseline["seconds"], 3) if baseline else None,
+        "baseline_peak_rss_mb": baseline["peak_rss_mb"] if baseline else None,
+        "ratio": round(ours["seconds"] / baseline["seconds"], 3) if baseline else None,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Pseudonymise one department's accepted rows: normalise, tokenise, derive, drop.
+
+This is one of the few modules that sees identifiable rows (with ingest and validate). What
+leaves it is the token frame: `department`, `row_number`, one `tok_<rule>` column per linkage
+and household rule (keyed HMAC-SHA256, hex; null when an identifier the rule needs is missing
+or invalid), the derived quasi-identifiers `age`, `lsoa`, `sex`, `ethnicity`, and the
+contract's `keep` columns. Direct identifiers and their normalised forms never leave this
+function; nothing here logs, and exceptions carry column names and counts only.
+
+Token for rule r = HMAC-SHA256(subkey(purpose, r), field_1 US field_2 ...), where the fields are
+the rule's normalised identifiers (or parts of them) joined by the ASCII unit separator, and
+subkey = HMAC-SHA256(key, "cohortshare/v1/subkey/<purpose>/<rule>") (`transforms/keys.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import asdict, dataclass, field
+from datetime import date
+
+import polars as pl
+
+from schemas.contract import DepartmentContract
+from transforms import normalise as norm
+from transforms.keys import TOKEN_SCHEME, PseudonymisationKey
+from transforms.link import DEFAULT_RULES_PATH, LinkageRule, LinkageRules, load_linkage_rules
+
+SEPARATOR = "\x1f"
+DERIVED_COLUMNS = ("age", "lsoa", "sex", "ethnicity")
+SEXES = ("F", "M")
+
+
+@dataclass
+class PseudonymiseCounts:
+    """What pseudonymisation did to one delivery: counts only, never a value."""
+
+    department: str
+    key_id: str
+    token_scheme: str = TOKEN_SCHEME
+    rows: int = 0
+    identifiers_present: dict[str, int] = field(default_factory=dict)
+    identifiers_invalid: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    postcodes_not_in_geography: int = 0
+    dates_of_birth_after_extract: int = 0
+    sex_unmapped: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# HMAC engines. Both compute exactly HMAC-SHA256(subkey, UTF-8 message) as hex; tests hold them to
+# each other and to the standard library. `polars-hash` runs RustCrypto's `hmac` and `sha2`
+# (SHA-NI where the CPU has it) inside Polars, in parallel; `hashlib` is the portable fallback.
+
+try:
+    import polars_hash as _polars_hash
+except ImportError:  # pragma: no cover - depends on the environment
+    _polars_hash = None
+
+
+def hmac_engine() -> str:
+    return "polars-hash" if _polars_hash is not None else "hashlib"
+
+
+def _hashlib_hex(messages: pl.Series, subkey: bytes) -> pl.Series:
+    """One HMAC per distinct message; the key's inner and outer states computed once."""
+    messages = messages.cast(pl.String)
+    distinct = messages.drop_nulls().unique()
+    base = hmac.new(subkey, digestmod=hashlib.sha256)
+    tokens = []
+    for message in distinct.to_list():
+        mac = base.copy()
+        mac.update(message.encode())
+        tokens.append(mac.hexdigest())
+    return messages.replace_strict(
+        distinct, pl.Series(tokens, dtype=pl.String), default=None, return_dtype=pl.String
+    )
+
+
+def tokenise_columns(
+    frame: pl.DataFrame, subkeys: dict[str, bytes], engine: str | None = None
+) -> pl.DataFrame:
+    """HMAC-SHA256 hex of every column named in `subkeys` (null stays null), same names.
+
+    The subkey is passed to the plugin inside the expression and never appears in a plan, a
+    repr or an error: a failure is re-raised without its message, which could quote the plan.
+    """
+    engine = engine or hmac_engine()
+    if engine == "polars-hash" and _polars_hash is not None:
+        expressions = [
+            _polars_hash.col(name).cast(pl.String).chash.hmac_sha256(key=subkey.decode("ascii"))
+            for name, subkey in subkeys.items()
+        ]
+        try:
+            return (
+                frame.lazy()
+                .select(expressions)
+                .select(pl.all().cast(pl.String))
+                .collect(engine="streaming")
+            )
+        except Exception as exc:  # noqa: BLE001 - the message may carry a plan; never a key
+            raise RuntimeError(f"HMAC engine failed ({type(exc).__name__})") from None
+    return pl.DataFrame(
+        [_hashlib_hex(frame.get_column(name), subkey).alias(name) for name, subkey in subkeys.items()]
+    )
+
+
+def hmac_sha256_hex(messages: pl.Series, subkey: bytes, engine: str | None = None) -> pl.Series:
+    """HMAC-SHA256 (hex) of every UTF-8 string in `messages`; null stays null."""
+    name = messages.name or "message"
+    frame = pl.DataFrame([messages.cast(pl.String).alias(name)])
+    return tokenise_columns(frame, {name: subkey}, engine).get_column(name).alias(messages.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Building the messages
+
+
+def _field_expr(rule_field, normalised: dict[str, str]) -> pl.Expr:
+    column = normalised.get(rule_field.identifier)
+    if column is None:
+        return pl.lit(None, dtype=pl.String)
+    expr = pl.col(column)
+    if rule_field.part == "initial":
+        return expr.str.slice(0, 1)
+    if rule_field.part == "sector":
+        return norm.postcode_sector(expr)
+    if rule_field.part == "district":
+        return norm.postcode_district(expr)
+    if rule_field.part == "year":
+        return expr.str.slice(0, 4)
+    return expr
+
+
+def message_expr(rule: LinkageRule, normalised: dict[str, str]) -> pl.Expr:
+    """The text a rule's token is made from; null unless every field is present and valid."""
+    parts = [_field_expr(f, normalised) for f in rule.fields]
+    return pl.concat_str(parts, separator=SEPARATOR, ignore_nulls=False)
+
+
+def _identifier_columns(contract: DepartmentContract, frame: pl.DataFrame) -> dict[str, str]:
+    """identifier type -> column name, for tokenised identifiers present in the frame."""
+    found: dict[str, str] = {}
+    for column in contract.columns:
+        if column.identifier_type and column.name in frame.columns:
+            found.setdefault(column.identifier_type, column.name)
+    return found
+
+
+def _mapped(column_name: str, value_map: dict[str, str] | None) -> pl.Expr:
+    expr = pl.col(column_name)
+    if value_map:
+        expr = expr.cast(pl.String).replace(value_map)
+    return expr
+
+
+def _age(dob: pl.Expr, extract_date: date) -> pl.Expr:
+    before_birthday = (dob.dt.month() > extract_date.month) | (
+        (dob.dt.month() == extract_date.month) & (dob.dt.day() > extract_date.day)
+    )
+    years = pl.lit(extract_date.year) - dob.dt.year() - before_birthday.cast(pl.Int32)
+    return years.cast(pl.Int16)
+
+
+def pseudonymise(
+    frame: pl.DataFrame,
+    contract: DepartmentContract,
+    key: PseudonymisationKey,
+    geography: pl.DataFrame,
+    extract_date: date,
+    rules: LinkageRules | None = None,
+) -> tuple[pl.DataFrame, PseudonymiseCounts]:
+    """Replace one department's identifiers by tokens; return the token frame and counts."""
+    rules = rules if rules is not None else load_linkage_rules(DEFAULT_RULES_PATH)
+    if "row_number" not in frame.columns:
+        raise ValueError(f"{contract.department}: accepted rows lack the row_number column")
+    counts = PseudonymiseCounts(department=contract.department, key_id=key.key_id, rows=frame.height)
+    identifiers = _identifier_columns(contract, frame)
+    schema = frame.schema
+
+    # 1. Normalise every identifier (internal columns, dropped before returning).
+    normalised = {t: f"__n_{t}" for t in identifiers}
+    reasons = {t: f"__r_{t}" for t in identifiers}
+    work = frame.lazy().with_columns(
+        *(
+            norm.normalise(t, c, schema[c], extract_date).alias(normalised[t])
+            for t, c in identifiers.items()
+        ),
+        *(
+            norm.invalid_reason(t, c, schema[c], extract_date).alias(reasons[t])
+            for t, c in identifiers.items()
+        ),
+    )
+    dob_column = identifiers.get("date_of_birth")
+    dob_date = (
+        norm.date_of_birth_date(dob_column, schema[dob_column], extract_date)
+        if dob_column
+        else pl.lit(None, dtype=pl.Date)
+    )
+
+    # 2. Messages per rule, derived quasi-identifiers, kept columns.
+    token_rules = rules.token_rules()
+    messages = {rule.token_column: f"__m_{rule.name}" for _, rule in token_rules}
+    postcode_lookup = geography.select("postcode", "lsoa_code")
+    sex_column = next((c for c in contract.columns if c.name == "sex"), None)
+    ethnicity_column = next((c for c in contract.columns if c.name == "ethnicity"), None)
+    keep = [c for c in contract.columns if c.treatment == "keep" and c.name in frame.columns]
+    derived = [
+        _age(dob_date, extract_date).alias("age"),
+        (
+            pl.col(normalised["postcode"]).replace_strict(
+                postcode_lookup["postcode"], postcode_lookup["lsoa_code"], default=None,
+                return_dtype=pl.String,
+            )
+            if "postcode" in identifiers
+            else pl.lit(None, dtype=pl.String)
+        ).alias("lsoa"),
+        (
+            _mapped(sex_column.name, sex_column.value_map).cast(pl.String).str.strip_chars()
+            if sex_column is not None and sex_column.name in frame.columns
+            else pl.lit(None, dtype=pl.String)
+        ).alias("__sex_raw"),
+        (
+            norm._blank_to_null(pl.col(ethnicity_column.name).cast(pl.String).str.strip_chars())
+            if ethnicity_column is not None and ethnicity_column.name in frame.columns
+            else pl.lit(None, dtype=pl.String)
+        ).alias("ethnicity"),
+    ]
+    work = work.with_columns(
+        *(message_expr(rule, normalised).alias(messages[rule.token_column]) for _, rule in token_rules),
+        *derived,
+        *(_mapped(c.name, c.value_map).alias(f"__keep_{c.name}") for c in keep),
+    ).with_columns(
+        pl.when(pl.col("__sex_raw").is_in(SEXES)).then(pl.col("__sex_raw")).alias("sex"),
+    )
+    staged = work.collect()
+
+    # 3. Counts (the only facts about identifiers that leave this function).
+    count_row = staged.select(
+        *(norm.present(c).sum().alias(f"present:{t}") for t, c in identifiers.items()),
+        *(
+            (pl.col(reasons[t]) == reason).sum().alias(f"invalid:{t}_{reason}")
+            for t in identifiers
+            for reason in ("invalid_format", "invalid_check_digit", "implausible")
+        ),
+        (pl.col("lsoa").is_null() & pl.col(normalised["postcode"]).is_not_null()).sum().alias(
+            "lsoa_missing"
+        )
+        if "postcode" in identifiers
+        else pl.lit(0).alias("lsoa_missing"),
+        (pl.col("__sex_raw").is_not_null() & pl.col("sex").is_null()).sum().alias("sex_unmapped"),
+        (dob_date.is_null() & norm.parse_date(dob_column, schema[dob_column]).gt(extract_date))
+        .sum()
+        .alias("dob_future")
+        if dob_column
+        else pl.lit(0).alias("dob_future"),
+    ).row(0, named=True)
+    for name, value in count_row.items():
+        if name.startswith("present:"):
+            counts.identifiers_present[name.removeprefix("present:")] = int(value)
+        elif name.startswith("invalid:") and value:
+            counts.identifiers_invalid[name.removeprefix("invalid:")] = int(value)
+    counts.postcodes_not_in_geography = int(count_row["lsoa_missing"])
+    counts.sex_unmapped = int(count_row["sex_unmapped"])
+    counts.dates_of_birth_after_extract = int(count_row["dob_future"])
+
+    # 4. Tokens, then the token frame: nothing identifiable is selected.
+    subkeys = {
+        messages[rule.token_column]: key.subkey(purpose, rule.name) for purpose, rule in token_rules
+    }
+    tokens = tokenise_columns(staged.select(list(subkeys)), subkeys).rename(
+        {messages[rule.token_column]: rule.token_column for _, rule in token_rules}
+    )
+    token_columns = tokens.get_columns()
+    for column in token_columns:
+        counts.tokens[column.name] = int(column.is_not_null().sum())
+    result = staged.with_columns(token_columns).select(
+        pl.lit(contract.department, dtype=pl.String).alias("department"),
+        pl.col("row_number").cast(pl.Int64),
+        *(c.name for c in token_columns),
+        pl.col("age").cast(pl.Int16),
+        pl.col("lsoa").cast(pl.String),
+        pl.col("sex").cast(pl.String),
+        pl.col("ethnicity").cast(pl.String),
+        *(pl.col(f"__keep_{c.name}").alias(c.name) for c in keep),
+    )
+    counts.dropped_columns = [c for c in frame.columns if c not in result.columns]
+    return result, counts

@@ -1,0 +1,544 @@
+"""Validate a delivery against its contract with Great Expectations, in bounded chunks.
+
+The only module that imports `great_expectations` (DESIGN.md). Each contract compiles to two
+GX suites:
+
+- the row suite, run on each chunk of typed rows: required, unique, allowed values, ranges,
+  patterns, NHS number check digit, declared cross-field rules, and column types;
+- the delivery suite, run once on a one-row summary of the delivery: row-count bounds,
+  freshness (the extract's age within the contract's latency SLA) and the quarantine limit.
+
+GX has no Polars engine, so each chunk is converted to pandas here and nowhere else. Results use
+format COMPLETE with `unexpected_index_column_names=["_row_id"]` and `exclude_unexpected_values`,
+so failing rows are known by row number, never by value.
+
+Rows that break a rule go to quarantine (`<root>/quarantine/<department>/<id16>.parquet`, a
+restricted zone) with row number, rule and column; file-level failures reject the delivery as a
+whole with a one-line `DeliveryRejected` naming file, rule, column and count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+import polars as pl
+
+from schemas.contract import Column, DepartmentContract
+from schemas.delivery import DeliveryOutcome
+from schemas.errors import DeliveryRejected
+from transforms import ingest
+from transforms.deliveries import DeliveryRegistry
+from transforms.ingest import ROW_NUMBER, reject
+from transforms.quarantine import quarantine_path, write_quarantine
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+ROW_ID = "_row_id"
+BREACH_SCHEMA = {ROW_NUMBER: pl.Int64, "rule": pl.String, "column": pl.String}
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "unexpected_index_column_names": [ROW_ID],
+    "exclude_unexpected_values": True,
+    "return_unexpected_index_query": False,
+    "partial_unexpected_count": 0,
+}
+# Dtype names pandas gives the typed Polars columns (Int64 with nulls becomes float64).
+# GX 1.24 does not recognise pandas 3's default string dtype ("str") in type checks, so string
+# columns carry no GX type expectation: Polars typed them, and strings cannot fail to be strings.
+PANDAS_TYPES = {
+    "date": ["datetime64", "datetime64[ms]", "datetime64[us]", "datetime64[ns]"],
+    "integer": ["int64", "Int64", "float64"],
+    "number": ["float64", "Float64"],
+    "boolean": ["bool", "boolean", "object"],
+}
+_OPERATORS = {">=": (False, True), ">": (False, False), "<=": (True, True), "<": (True, False)}
+
+
+@dataclass(frozen=True)
+class Received:
+    """Accepted rows (canonical names, typed, with `row_number`) and the delivery's outcome."""
+
+    frame: pl.DataFrame
+    outcome: DeliveryOutcome
+
+
+# --- GX context and suites -------------------------------------------------------------------
+
+
+@cache
+def _batch_definition():
+    """One ephemeral GX context per process (GX is slow to start), progress bars off."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    asset = context.data_sources.add_pandas("cohortshare").add_dataframe_asset("frame")
+    return context, asset.add_batch_definition_whole_dataframe("whole")
+
+
+def check_column(column: str, rule: str) -> str:
+    """Name of a derived boolean column computed in Polars and asserted by GX."""
+    return f"_check_{column}_{rule}"
+
+
+def _meta(rule: str, column: str) -> dict[str, str]:
+    return {"rule": rule, "column": column}
+
+
+def _column_expectations(col: Column) -> list[gx.expectations.Expectation]:
+    name = col.name
+    found: list[gx.expectations.Expectation] = []
+    if col.logical_type in PANDAS_TYPES:
+        found.append(
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column=name, type_list=PANDAS_TYPES[col.logical_type], meta=_meta("type", name)
+            )
+        )
+    if col.required:
+        found.append(gxe.ExpectColumnValuesToNotBeNull(column=name, meta=_meta("required", name)))
+    if col.unique:
+        found.append(gxe.ExpectColumnValuesToBeUnique(column=name, meta=_meta("unique", name)))
+    if col.allowed_values is not None:
+        found.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=name, value_set=list(col.allowed_values), meta=_meta("allowed_values", name)
+            )
+        )
+    if col.minimum is not None or col.maximum is not None:
+        found.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=name, min_value=col.minimum, max_value=col.maximum,
+                meta=_meta("range", name),
+            )
+        )
+    if col.pattern is not None:
+        found.append(
+            gxe.ExpectColumnValuesToMatchRegex(
+                column=name, regex=col.pattern, meta=_meta("pattern", name)
+            )
+        )
+    if col.check_digit is not None:
+        found.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column=check_column(name, col.check_digit), value_set=[True],
+                meta=_meta(col.check_digit, name),
+            )
+        )
+    return found
+
+
+def compile_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
+    """The contract's row suite (run per chunk of typed rows)."""
+    suite = gx.ExpectationSuite(name=f"{contract.department}.rows.{contract.version}")
+    for col in contract.columns:
+        for expectation in _column_expectations(col):
+            suite.add_expectation(expectation)
+    for rule in contract.cross_field_rules:
+        swap, or_equal = _OPERATORS[rule.operator]
+        a, b = (rule.other, rule.column) if swap else (rule.column, rule.other)
+        suite.add_expectation(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=a, column_B=b, or_equal=or_equal,
+                ignore_row_if="either_value_is_missing", meta=_meta(rule.name, rule.column),
+            )
+        )
+    return suite
+
+
+def compile_delivery_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
+    """The contract's delivery suite (run once, on a one-row summary of the delivery)."""
+    suite = gx.ExpectationSuite(name=f"{contract.department}.delivery.{contract.version}")
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="rows_received", min_value=contract.row_count_min,
+            max_value=contract.row_count_max, meta=_meta("row_count", "(file)"),
+        )
+    )
+    if contract.max_latency_days is not None:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="extract_age_days", min_value=0, max_value=contract.max_latency_days,
+                meta=_meta("freshness", "(file)"),
+            )
+        )
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="quarantined_share", min_value=0, max_value=contract.quarantine_limit,
+            meta=_meta("quarantine_limit", "(file)"),
+        )
+    )
+    return suite
+
+
+_SUITES: dict[str, tuple[gx.ExpectationSuite, gx.ExpectationSuite]] = {}
+
+
+def _suites(contract: DepartmentContract) -> tuple[gx.ExpectationSuite, gx.ExpectationSuite]:
+    """Compiled suites, once per process per contract content."""
+    key = contract.model_dump_json()
+    if key not in _SUITES:
+        context, _ = _batch_definition()
+        suites = []
+        for suite in (compile_suite(contract), compile_delivery_suite(contract)):
+            if suite.name in {s.name for s in context.suites.all()}:
+                context.suites.delete(suite.name)
+            suites.append(context.suites.add(suite))
+        _SUITES[key] = (suites[0], suites[1])
+    return _SUITES[key]
+
+
+def _run(suite: gx.ExpectationSuite, frame) -> list:
+    _, batch_definition = _batch_definition()
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite, result_format=RESULT_FORMAT).results
+
+
+def _row_ids(result) -> list[int]:
+    ids: list[int] = []
+    for item in result.result.get("unexpected_index_list") or []:
+        value = item[ROW_ID] if isinstance(item, dict) else item
+        if isinstance(value, list | tuple):
+            ids.extend(int(v) for v in value)
+        else:
+            ids.append(int(value))
+    return ids
+
+
+# --- one chunk -------------------------------------------------------------------------------
+
+
+def _with_checks(typed: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
+    checks = [
+        ingest.nhs_mod11_valid(typed.get_column(c.name)).alias(check_column(c.name, c.check_digit))
+        for c in contract.columns
+        if c.check_digit == "nhs_mod11"
+    ]
+    return typed.with_columns(checks) if checks else typed
+
+
+def validate_rows(typed: pl.DataFrame, contract: DepartmentContract, file_name: str):
+    """Run the row suite on typed rows; return breaches as (row_number, rule, column)."""
+    if typed.height == 0:
+        return pl.DataFrame(schema=BREACH_SCHEMA)
+    row_suite, _ = _suites(contract)
+    # Via Arrow: pandas then keeps strings in Arrow storage, so GX's regexes run in Arrow.
+    frame = _with_checks(typed, contract).rename({ROW_NUMBER: ROW_ID}).to_arrow().to_pandas()
+    breaches: list[pl.DataFrame] = []
+    for result in _run(row_suite, frame):
+        meta = result.expectation_config.meta or {}
+        rule, column = meta.get("rule", "unknown"), meta.get("column", "unknown")
+        if result.exception_info and result.exception_info.get("raised_exception"):
+            raise RuntimeError(f"GX could not evaluate rule '{rule}' on column '{column}'")
+        if result.success:
+            continue
+        if rule == "type":
+            raise reject(file_name, "type_not_coercible", f"column '{column}' is not typed")
+        ids = _row_ids(result)
+        breaches.append(
+            pl.DataFrame({ROW_NUMBER: ids}, schema={ROW_NUMBER: pl.Int64}).with_columns(
+                rule=pl.lit(rule), column=pl.lit(column)
+            )
+        )
+    if not breaches:
+        return pl.DataFrame(schema=BREACH_SCHEMA)
+    return pl.concat(breaches)
+
+
+def validate_delivery_summary(contract: DepartmentContract, file_name: str, summary: dict):
+    """Run the delivery suite on the one-row summary; raise the first failure found."""
+    import pandas as pd
+
+    _, delivery_suite = _suites(contract)
+    problems = []
+    for result in _run(delivery_suite, pd.DataFrame([summary])):
+        if result.success:
+            continue
+        rule = (result.expectation_config.meta or {}).get("rule", "unknown")
+        problems.append(rule)
+    if not problems:
+        return
+    details = {
+        "row_count": (
+            f"{summary['rows_received']} rows, contract allows "
+            f"{contract.row_count_min} to {contract.row_count_max or 'any'}"
+        ),
+        "freshness": (
+            f"extract dated {summary['extract_age_days']} day(s) before today, contract allows "
+            f"0 to {contract.max_latency_days}"
+        ),
+        "quarantine_limit": (
+            f"{summary['rows_quarantined']} of {summary['rows_received']} rows quarantined "
+            f"({summary['quarantined_share']:.1%}), contract allows "
+            f"{contract.quarantine_limit:.1%}; {summary['breach_text']}"
+        ),
+    }
+    rule = problems[0]
+    exc = reject(file_name, rule, "; ".join(details[p] for p in problems))
+    exc.rows_received = summary["rows_received"]  # type: ignore[attr-defined]
+    raise exc
+
+
+# --- one delivery ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Result:
+    frame: pl.DataFrame
+    breaches: pl.DataFrame
+    quarantined_raw: pl.DataFrame
+    rows_received: int
+    conformance: ingest.Conformance
+    neutralised: int
+
+
+def _breach_text(breaches: pl.DataFrame, limit: int = 5) -> str:
+    counts = (
+        breaches.unique([ROW_NUMBER, "rule", "column"])
+        .group_by("rule", "column")
+        .len()
+        .sort(["len", "rule", "column"], descending=[True, False, False])
+    )
+    parts = [f"{r['rule']} on '{r['column']}' x{r['len']}" for r in counts.head(limit).to_dicts()]
+    more = counts.height - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def _validate(path: Path, contract: DepartmentContract, today: date, chunk_rows: int) -> _Result:
+    name = path.name
+    extract = ingest.open_extract(path, contract, chunk_rows)
+    conformance = ingest.conform_header(extract.header, contract, name)
+    unique_cols = [c.name for c in contract.columns if c.unique]
+    accepted, breaches, quarantined_raw, keys = [], [], [], []
+    present = dict.fromkeys((c.name for c in contract.columns), 0)
+    untyped = dict.fromkeys((c.name for c in contract.columns), 0)
+    rows = neutralised = 0
+    for batch in extract.batches:
+        frame = ingest.conform(batch, conformance, contract)
+        if frame.height == 0:
+            continue
+        wrong = ingest.uncoercible_columns(frame, contract)
+        if wrong:
+            col = contract.column(wrong[0])
+            raise reject(
+                name, "type_not_coercible",
+                f"column '{col.physical_name}' ({col.name}) holds {frame.schema[col.name]}, "
+                f"which cannot be read as {col.logical_type} ({len(wrong)} column(s))",
+                len(wrong),
+            )
+        rows += frame.height
+        formulas = ingest.formula_cells(frame, contract)
+        if contract.formula_policy == "neutralise":
+            frame = ingest.neutralise_formulas(frame, formulas)
+            neutralised += formulas.height
+            formulas = formulas.head(0)
+        typed, bad_types = ingest.coerce_types(
+            frame, contract, excel_dates=contract.format == "xlsx"
+        )
+        counts = frame.select(pl.col(c).is_not_null().sum() for c in present).row(0)
+        for col, n in zip(present, counts, strict=True):
+            present[col] += n
+        for col, n in bad_types.group_by("column").len().iter_rows():
+            untyped[col] += n
+        early = pl.concat(
+            [
+                formulas.with_columns(rule=pl.lit("formula")).select(list(BREACH_SCHEMA)),
+                bad_types.with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
+            ]
+        )
+        checked = typed.filter(~pl.col(ROW_NUMBER).is_in(early[ROW_NUMBER].implode()))
+        chunk_breaches = pl.concat([early, validate_rows(checked, contract, name)])
+        bad_rows = chunk_breaches[ROW_NUMBER].unique().implode()
+        accepted.append(
+            ingest.apply_value_maps(typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows)), contract)
+        )
+        if chunk_breaches.height:
+            breaches.append(chunk_breaches)
+            quarantined_raw.append(
+                frame.filter(pl.col(ROW_NUMBER).is_in(bad_rows)).select(
+                    pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String)
+                )
+            )
+        if unique_cols:
+            keys.append(checked.select(ROW_NUMBER, *unique_cols))
+    for col, n in untyped.items():
+        if n and n == present[col]:
+            column = contract.column(col)
+            raise reject(
+                name, "type_not_coercible",
+                f"column '{column.physical_name}' ({col}): none of {n} values can be read as "
+                f"{column.logical_type}",
+                n,
+            )
+    all_breaches = pl.concat(breaches) if breaches else pl.DataFrame(schema=BREACH_SCHEMA)
+    frame = _empty_typed(contract) if not accepted else pl.concat(accepted)
+    # GX sees one chunk at a time; duplicates split across chunks are found here.
+    if len(keys) > 1:
+        late = _cross_chunk_duplicates(pl.concat(keys), unique_cols, all_breaches)
+        if late.height:
+            all_breaches = pl.concat([all_breaches, late])
+            frame = frame.filter(~pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
+            raw = conform_rows(path, contract, conformance, late[ROW_NUMBER], chunk_rows)
+            quarantined_raw.append(raw)
+    raw_frame = (
+        pl.concat(quarantined_raw, how="diagonal_relaxed").unique(ROW_NUMBER).sort(ROW_NUMBER)
+        if quarantined_raw else pl.DataFrame(schema={ROW_NUMBER: pl.Int64})
+    )
+    return _Result(frame, all_breaches, raw_frame, rows, conformance, neutralised)
+
+
+def _cross_chunk_duplicates(keys: pl.DataFrame, unique_cols: list[str], known: pl.DataFrame):
+    found = []
+    for col in unique_cols:
+        dup = keys.filter(pl.col(col).is_not_null() & pl.col(col).is_duplicated())
+        flagged = known.filter((pl.col("rule") == "unique") & (pl.col("column") == col))
+        dup = dup.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode()))
+        found.append(dup.select(ROW_NUMBER, rule=pl.lit("unique"), column=pl.lit(col)))
+    return pl.concat(found).select(list(BREACH_SCHEMA))
+
+
+def conform_rows(path, contract, conformance, row_numbers: pl.Series, chunk_rows: int):
+    """Re-read the given rows (conformed, as text) for the quarantine file."""
+    extract = ingest.open_extract(path, contract, chunk_rows)
+    wanted = row_numbers.implode()
+    parts = [
+        ingest.conform(batch, conformance, contract)
+        .filter(pl.col(ROW_NUMBER).is_in(wanted))
+        .select(pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String))
+        for batch in extract.batches
+    ]
+    return pl.concat(parts)
+
+
+def _empty_typed(contract: DepartmentContract) -> pl.DataFrame:
+    targets = {
+        "string": pl.String, "date": pl.Date, "integer": pl.Int64,
+        "number": pl.Float64, "boolean": pl.Boolean,
+    }
+    schema = {ROW_NUMBER: pl.Int64} | {c.name: targets[c.logical_type] for c in contract.columns}
+    return pl.DataFrame(schema=schema)
+
+
+def _counts(breaches: pl.DataFrame, by: list[str]) -> dict[str, int]:
+    grouped = breaches.unique([ROW_NUMBER, *by]).group_by(by).len().sort(by)
+    return {":".join(str(v) for v in row[:-1]): int(row[-1]) for row in grouped.iter_rows()}
+
+
+def inspect_delivery(
+    path: Path,
+    contract: DepartmentContract,
+    today: date,
+    *,
+    registry: DeliveryRegistry | None = None,
+    chunk_rows: int = ingest.DEFAULT_CHUNK_ROWS,
+) -> tuple[Received, pl.DataFrame]:
+    """Read, conform and validate one delivery without writing anything.
+
+    Returns the result (its outcome `rejected` for a file-level failure) and the quarantine
+    rows (row_number, rule, column and the raw row as text).
+    """
+    path = Path(path)
+    fingerprint = ingest.fingerprint_file(path) if path.is_file() else "0" * 64
+    extract_date = (
+        ingest.extract_date_of(path) if path.exists() else today
+    )
+    base = {
+        "delivery_id": fingerprint,
+        "department": contract.department,
+        "file_name": path.name,
+        "contract_id": contract.contract_id,
+        "contract_version": contract.version,
+        "extract_date": extract_date,
+    }
+    try:
+        if registry is not None:
+            previous = registry.find(fingerprint)
+            if previous is not None and registry.is_processed(fingerprint, contract.version):
+                raise reject(
+                    path.name, "already_processed",
+                    f"delivery {fingerprint[:16]} was already processed "
+                    f"({previous.status}, {previous.processed_at:%Y-%m-%d %H:%M})",
+                )
+        result = _validate(path, contract, today, chunk_rows)
+        rows_quarantined = result.breaches[ROW_NUMBER].n_unique()
+        summary = {
+            "rows_received": result.rows_received,
+            "extract_age_days": (today - extract_date).days,
+            "quarantined_share": rows_quarantined / max(result.rows_received, 1),
+            "rows_quarantined": rows_quarantined,
+            "breach_text": _breach_text(result.breaches) if rows_quarantined else "",
+        }
+        try:
+            validate_delivery_summary(contract, path.name, summary)
+        except DeliveryRejected as exc:
+            exc.rows_received = result.rows_received  # type: ignore[attr-defined]
+            raise
+    except DeliveryRejected as exc:
+        received = getattr(exc, "rows_received", 0)
+        rule = getattr(exc, "rule", "rejected")
+        outcome = DeliveryOutcome(
+            **base, status="rejected", rows_received=received, rows_accepted=0,
+            rows_quarantined=received, quarantine_by_rule={rule: received} if received else {},
+            rejection=str(exc), rejection_rule=rule,
+        )
+        return Received(_empty_typed(contract), outcome), pl.DataFrame(schema=BREACH_SCHEMA)
+    conformance = result.conformance
+    quarantine = result.breaches.unique([ROW_NUMBER, "rule", "column"]).sort(
+        [ROW_NUMBER, "rule", "column"]
+    )
+    if quarantine.height:
+        quarantine = quarantine.join(result.quarantined_raw, on=ROW_NUMBER, how="left")
+    outcome = DeliveryOutcome(
+        **base,
+        status="accepted",
+        rows_received=result.rows_received,
+        rows_accepted=result.frame.height,
+        rows_quarantined=rows_quarantined,
+        quarantine_by_rule=_counts(result.breaches, ["rule"]),
+        quarantine_by_column=_counts(result.breaches, ["rule", "column"]),
+        dropped_columns=conformance.dropped,
+        renamed_columns=conformance.renamed,
+        missing_optional_columns=conformance.missing_optional,
+        neutralised_cells=result.neutralised,
+    )
+    return Received(result.frame.sort(ROW_NUMBER), outcome), quarantine
+
+
+def receive_delivery(
+    path: Path,
+    contract: DepartmentContract,
+    root: Path,
+    today: date,
+    *,
+    registry: DeliveryRegistry | None = None,
+    chunk_rows: int = ingest.DEFAULT_CHUNK_ROWS,
+) -> Received:
+    """Read, conform and validate one delivery; quarantine failing rows; return accepted rows.
+
+    Raises DeliveryRejected (one line: file, rule, column, count) for a file-level failure; the
+    exception carries the rejected outcome as `.outcome` so the caller can record it. Pass a
+    registry to reject a delivery already processed. Writes only the quarantine file, atomically
+    and idempotently (same name for the same file), so a re-run after a crash resumes cleanly.
+    """
+    received, quarantine = inspect_delivery(
+        path, contract, today, registry=registry, chunk_rows=chunk_rows
+    )
+    outcome = received.outcome
+    if outcome.status == "rejected":
+        exc = DeliveryRejected(outcome.rejection)
+        exc.outcome = outcome  # type: ignore[attr-defined]
+        exc.rule = outcome.rejection_rule  # type: ignore[attr-defined]
+        raise exc
+    if quarantine.height:
+        target = quarantine_path(root, contract.department, outcome.delivery_id)
+        write_quarantine(quarantine, target, outcome)
+        outcome = outcome.model_copy(update={"quarantine_file": str(target.relative_to(root))})
+        received = Received(received.frame, outcome)
+    return received
