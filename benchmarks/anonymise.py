@@ -35,8 +35,14 @@ from benchmarks._measure import peak_rss_mb
 
 ADULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "adult"
 QUASI_IDENTIFIERS = [
-    "age", "education", "marital-status", "native-country",
-    "race", "salary-class", "sex", "workclass",
+    "age",
+    "education",
+    "marital-status",
+    "native-country",
+    "race",
+    "salary-class",
+    "sex",
+    "workclass",
 ]
 K = 5
 # ARX's anonymize() on this kind of machine (README of the Adult benchmark and issue #5).
@@ -53,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: adult,1m,10m")
     parser.add_argument("--repeat", type=int, default=5, help="runs per case (median reported)")
     parser.add_argument("--no-baseline", action="store_true")
-    parser.add_argument("--child", nargs=3, metavar=("CASE", "LIMIT", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=3, metavar=("CASE", "LIMIT", "PATH"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
         case, limit, path = args.child
-        print(json.dumps(_run_case(case, float(limit), Path(path), args.repeat, not args.no_baseline)))
+        print(
+            json.dumps(_run_case(case, float(limit), Path(path), args.repeat, not args.no_baseline))
+        )
         return 0
 
     cases = [c.strip().lower() for c in args.cases.split(",") if c.strip()]
@@ -71,8 +81,18 @@ def main(argv: list[str] | None = None) -> int:
                 synthetic_adult(rows, seed=5).write_parquet(path)
             for limit in (0.0, 0.01):
                 repeat = args.repeat if case == "adult" else max(1, min(args.repeat, 3))
-                command = [sys.executable, "-m", "benchmarks", "anonymise", "--repeat", str(repeat),
-                           "--child", case, str(limit), str(path)]
+                command = [
+                    sys.executable,
+                    "-m",
+                    "benchmarks",
+                    "anonymise",
+                    "--repeat",
+                    str(repeat),
+                    "--child",
+                    case,
+                    str(limit),
+                    str(path),
+                ]
                 if args.no_baseline or limit > 0:
                     command.append("--no-baseline")  # the naive pass covers both limits
                 out = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -175,16 +195,20 @@ def _naive_baseline(frame: pl.DataFrame, hierarchies: dict, sample: int | None) 
             q: (h.leaf_counts[lv] / h.domain_size)[cols[q]]
             for q, h, lv in zip(names, hs, node, strict=True)
         }
-        grouped = pl.DataFrame(cols).with_columns(
-            pl.len().over(names).alias("size")
-        ).with_columns(pl.Series(f"s_{q}", shares[q]) for q in names)
+        grouped = (
+            pl.DataFrame(cols)
+            .with_columns(pl.len().over(names).alias("size"))
+            .with_columns(pl.Series(f"s_{q}", shares[q]) for q in names)
+        )
         small = grouped["size"].to_numpy() < K
         suppressed = int(small.sum())
         losses = []
         for q, h in zip(names, hs, strict=True):
             total = float(np.where(small, 1.0, grouped[f"s_{q}"].to_numpy()).sum())
             floor = records / h.domain_size
-            losses.append(max((total - floor) / (records - floor), 0.0) if h.domain_size > 1 else 0.0)
+            losses.append(
+                max((total - floor) / (records - floor), 0.0) if h.domain_size > 1 else 0.0
+            )
         loss = aggregate(losses)
         for limit in best:
             if suppressed <= int(limit * records) and loss < best[limit][0]:
@@ -194,8 +218,9 @@ def _naive_baseline(frame: pl.DataFrame, hierarchies: dict, sample: int | None) 
     scaled = elapsed if sample is None else elapsed * lattice / len(nodes)
     out = {
         "baseline": "naive: row-level group-by at every lattice node, no pruning, no roll-up",
-        "baseline_method": "whole lattice" if sample is None else
-        f"timed on {len(nodes)} random nodes, scaled to {lattice}",
+        "baseline_method": "whole lattice"
+        if sample is None
+        else f"timed on {len(nodes)} random nodes, scaled to {lattice}",
         "baseline_seconds": round(scaled, 3),
     }
     if sample is None:

@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
                        pl.col("m").str.slice(6)], separator=" ").alias("raw")
     )
     started = time.perf_counter()
-    normalised = spaced.select(normalise.nhs_number("raw").alias("m"))
+    normalised = (
+        normalise.normalise_frame(spaced.lazy(), {"nhs_number": "raw"}, spaced.schema, None,
+                                  normalised_name="m")
+        .select("m")
+        .collect()
+    )
     tokenise_columns(normalised, {"m": subkey})
     seconds_with_normalise = time.perf_counter() - started
 

@@ -25,23 +25,39 @@ def add_parser(subparsers) -> None:
         description=__doc__,
     )
     parser.add_argument("input", type=Path, help="CSV or Parquet file of records")
-    parser.add_argument("--hierarchies", type=Path, required=True,
-                        help="folder of hierarchy files (<column>.csv or <column>.yaml)")
-    parser.add_argument("--qi", required=True,
-                        help="comma-separated quasi-identifier columns")
+    parser.add_argument(
+        "--hierarchies",
+        type=Path,
+        required=True,
+        help="folder of hierarchy files (<column>.csv or <column>.yaml)",
+    )
+    parser.add_argument("--qi", required=True, help="comma-separated quasi-identifier columns")
     parser.add_argument("--k", type=int, required=True, help="minimum equivalence class size")
     parser.add_argument("--l", type=int, default=None, help="l-diversity of --sensitive")
     parser.add_argument("--l-variant", choices=("distinct", "entropy"), default="distinct")
-    parser.add_argument("--t", type=float, default=None,
-                        help="t-closeness of --sensitive (equal-distance EMD)")
+    parser.add_argument(
+        "--t", type=float, default=None, help="t-closeness of --sensitive (equal-distance EMD)"
+    )
     parser.add_argument("--sensitive", default=None, help="sensitive attribute column")
-    parser.add_argument("--max-suppression", type=_share, required=True,
-                        help="share of records that may be suppressed: 0.01 or 1%%")
-    parser.add_argument("--population", type=Path, default=None,
-                        help="population table with the same QI columns (journalist risk)")
+    parser.add_argument(
+        "--max-suppression",
+        type=_share,
+        required=True,
+        help="share of records that may be suppressed: 0.01 or 1%%",
+    )
+    parser.add_argument(
+        "--population",
+        type=Path,
+        default=None,
+        help="population table with the same QI columns (journalist risk)",
+    )
     parser.add_argument("--sep", default=",", help="CSV separator (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="write the anonymised records to this Parquet file")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="write the anonymised records to this Parquet file",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
@@ -114,10 +130,16 @@ def _print_summary(summary: dict) -> None:
     out = sys.stdout
     print(f"Levels: {', '.join(f'{q}={lv}' for q, lv in summary['levels'].items())}", file=out)
     print(f"Loss: {summary['loss']:.7f}", file=out)
-    print(f"Records: {summary['records']:,}, suppressed {summary['suppressed']:,} "
-          f"(limit {summary['search']['max_suppressed_records']:,})", file=out)
+    print(
+        f"Records: {summary['records']:,}, suppressed {summary['suppressed']:,} "
+        f"(limit {summary['search']['max_suppressed_records']:,})",
+        file=out,
+    )
     print(f"Smallest class (k achieved): {summary['k_achieved']}", file=out)
     before, after = summary["risk_before"], summary["risk_after"]
-    print(f"Prosecutor risk, max: {before['prosecutor_max']:.3f} -> {after['prosecutor_max']:.3f}; "
-          f"sample uniques: {before['sample_uniques']:,} -> {after['sample_uniques']:,}", file=out)
+    print(
+        f"Prosecutor risk, max: {before['prosecutor_max']:.3f} -> {after['prosecutor_max']:.3f}; "
+        f"sample uniques: {before['sample_uniques']:,} -> {after['sample_uniques']:,}",
+        file=out,
+    )
     print(f"Time: {summary['seconds']:.3f} s", file=out)

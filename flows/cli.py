@@ -13,7 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from schemas.errors import UserError
+from schemas.errors import CohortShareError, UserError
 
 EXAMPLE_QUERY = (
     "SELECT departments, CAST(sum(people) AS BIGINT) AS people FROM cohort_department_overlap "
@@ -54,7 +54,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                extract_date=date.today())
     for department, rows in sorted(summary.rows.items()):
         print(f"  {department:<20} {rows:>9,} rows")
-    print(f"Wrote {len(summary.files)} extracts under {args.root / 'landing'} "
+    print(f"Wrote {len(summary.rows)} extracts under {args.root / 'landing'} "
           f"in {summary.seconds:.1f} s")
     return 0
 
@@ -177,10 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _quiet_third_parties()
+    from flows.guard import quiet_user_error_tracebacks
+
+    quiet_user_error_tracebacks()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as error:
+    except CohortShareError as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
 from flows.settings import Settings
 from schemas.contract import load_contracts
@@ -54,6 +55,7 @@ def landing_files(root: Path, contracts: dict) -> list[tuple[str, Path]]:
 
 
 @task(persist_result=False, cache_policy=NO_CACHE, task_run_name="receive {department}")
+@guarded
 def process_delivery(settings: Settings, department: str, path: Path) -> dict[str, Any]:
     """Ingest, validate, quarantine and pseudonymise one delivery; only tokens leave this task."""
     logger = get_run_logger()
@@ -86,6 +88,7 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
+@guarded
 def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
     """Link the latest accepted delivery of every department into one population of residents."""
     inputs = latest_tokens(settings.root)
@@ -114,6 +117,7 @@ def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
+@guarded
 def anonymise_population(settings: Settings) -> dict[str, Any]:
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
@@ -131,6 +135,7 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
+@guarded
 def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict[str, Any]:
     """Tabulate the cohorts, stage them, and run the independent disclosure checks."""
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
@@ -195,6 +200,7 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
 
 
 @flow(name="share_cohorts", log_prints=False)
+@guarded
 def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: bool = False,
                   demo_approval: bool = False) -> str:
     """Run every stage on the landing extracts and stage a release for IG approval.
@@ -202,6 +208,7 @@ def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: b
     Returns the release id. With `demo_approval` (demo mode only) the release is approved
     automatically and the approval is labelled as an automatic demo approval.
     """
+    quiet_user_error_tracebacks()
     settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
     logger = get_run_logger()
     contract_set = load_contracts(settings.contracts)

@@ -71,3 +71,9 @@ class LinkageError(UserError):
     """Linkage rules are invalid."""
 
     exit_code = 13
+
+
+class PipelineError(CohortShareError):
+    """A stage failed for a reason we did not foresee; reported by stage and type only."""
+
+    exit_code = 70

@@ -123,9 +123,10 @@ def anonymise(
     max_outliers = math.floor(max_suppression * records + 1e-9)
     overall = None
     if models.t is not None:
-        overall = np.bincount(
-            base.keys % sensitive_radix, weights=base.counts, minlength=sensitive_radix
-        ) / records
+        overall = (
+            np.bincount(base.keys % sensitive_radix, weights=base.counts, minlength=sensitive_radix)
+            / records
+        )
     evaluator = NodeEvaluator(base, hierarchy_list, sensitive_radix, models, overall, max_outliers)
     base_columns = base.columns()
     bounds_per_qi = [
@@ -139,7 +140,12 @@ def anonymise(
 
     def loss_of(check: NodeCheck) -> float:
         per_qi = utility.node_losses(
-            check.levels, bounds_per_qi, check.outliers, check.suppressed_share, records, hierarchy_list
+            check.levels,
+            bounds_per_qi,
+            check.outliers,
+            check.suppressed_share,
+            records,
+            hierarchy_list,
         )
         return utility.aggregate(per_qi)
 
@@ -164,7 +170,14 @@ def anonymise(
     population_sizes = None
     if population is not None:
         population_sizes = _population_sizes(
-            population, quasi_identifiers, hierarchy_list, chosen, cells, ids, released, sensitive_radix
+            population,
+            quasi_identifiers,
+            hierarchy_list,
+            chosen,
+            cells,
+            ids,
+            released,
+            sensitive_radix,
         )
     risk_before = summarise(stats_before.sizes, models.k)
     risk_after = summarise(sizes_after, models.k, population_sizes)
@@ -184,7 +197,9 @@ def anonymise(
         "loss": outcome.loss,
         "discernibility": utility.discernibility(sizes_after, suppressed, records),
         **utility.average_class_size(sizes_after, models.k),
-        "precision": utility.precision(chosen, [h.height for h in hierarchy_list], suppressed, records),
+        "precision": utility.precision(
+            chosen, [h.height for h in hierarchy_list], suppressed, records
+        ),
         "classes": int(released.sum()),
     }
     search = {
@@ -313,7 +328,9 @@ class _Output:
         return out
 
 
-def _population_sizes(population, names, hierarchies, levels, cells, ids, released, sensitive_radix):
+def _population_sizes(
+    population, names, hierarchies, levels, cells, ids, released, sensitive_radix
+):
     """Population class size of every released sample class (for journalist risk)."""
     if isinstance(population, pl.LazyFrame):
         population = population.collect()

@@ -47,9 +47,7 @@ class NodeEvaluator:
         self.overall = overall
         self.max_outliers = max_outliers
         self.cardinalities = [np.array([len(x) for x in h.labels]) for h in hierarchies]
-        self.shares = [
-            [counts / h.domain_size for counts in h.leaf_counts] for h in hierarchies
-        ]
+        self.shares = [[counts / h.domain_size for counts in h.leaf_counts] for h in hierarchies]
         self._maps: dict[tuple[int, int, int], np.ndarray] = {}
         self.cache_cells = cache_cells if cache_cells is not None else max(2_000_000, 4 * len(base))
         self._cache: dict[tuple[int, ...], Cells] = {}
@@ -114,8 +112,12 @@ class NodeEvaluator:
         for lv, c in items:
             n = len(self._cache_keys)
             if n == len(self._cache_levels):
-                self._cache_levels = np.concatenate([self._cache_levels, np.zeros_like(self._cache_levels)])
-                self._cache_sizes = np.concatenate([self._cache_sizes, np.zeros_like(self._cache_sizes)])
+                self._cache_levels = np.concatenate(
+                    [self._cache_levels, np.zeros_like(self._cache_levels)]
+                )
+                self._cache_sizes = np.concatenate(
+                    [self._cache_sizes, np.zeros_like(self._cache_sizes)]
+                )
             self._cache_levels[n] = lv
             self._cache_sizes[n] = len(c)
             self._cache_keys.append(lv)

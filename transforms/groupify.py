@@ -58,7 +58,9 @@ def pack(columns: list[np.ndarray], radices: tuple[int, ...] | list[int]) -> np.
     return key
 
 
-def count_keys(keys: np.ndarray, counts: np.ndarray | None, space: int) -> tuple[np.ndarray, np.ndarray]:
+def count_keys(
+    keys: np.ndarray, counts: np.ndarray | None, space: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct sorted keys and the summed counts of each."""
     if space <= DENSE_LIMIT and space <= max(1 << 16, 16 * len(keys)):
         dense = np.bincount(keys, weights=counts, minlength=space)

@@ -59,7 +59,10 @@ class Hierarchy:
 
     @property
     def leaf_counts(self) -> tuple[np.ndarray, ...]:
-        return tuple(np.bincount(c, minlength=len(lab)) for c, lab in zip(self.codes, self.labels, strict=True))
+        return tuple(
+            np.bincount(c, minlength=len(lab))
+            for c, lab in zip(self.codes, self.labels, strict=True)
+        )
 
     @property
     def is_open(self) -> bool:
@@ -86,7 +89,9 @@ class Hierarchy:
         return _expand_rule(self.name, self.source, self.rule, sorted(set(values)))
 
 
-def from_table(name: str, source: str, rows: list[list[str]], rule: dict | None = None) -> Hierarchy:
+def from_table(
+    name: str, source: str, rows: list[list[str]], rule: dict | None = None
+) -> Hierarchy:
     """Validate a hierarchy table and build its coded form; every problem is reported at once."""
     problems: list[str] = []
     if not rows:
@@ -161,8 +166,9 @@ def load_hierarchies(directory: Path, names: list[str] | None = None) -> dict[st
     for path in sorted(directory.iterdir()):
         if path.suffix in (".csv", ".yaml", ".yml"):
             if path.stem in found:
+                first = found[path.stem].name
                 raise HierarchyError(
-                    f"hierarchy '{path.stem}' is declared twice ({found[path.stem].name}, {path.name})"
+                    f"hierarchy '{path.stem}' is declared twice ({first}, {path.name})"
                 )
             found[path.stem] = path
     wanted = list(found) if names is None else list(names)
@@ -184,7 +190,9 @@ def encode_column(series: pl.Series, hierarchy: Hierarchy) -> np.ndarray:
     return encode_frame(frame, [series.name], [hierarchy])[series.name].to_numpy()
 
 
-def encode_frame(frame: pl.DataFrame, names: list[str], hierarchies: list[Hierarchy]) -> pl.DataFrame:
+def encode_frame(
+    frame: pl.DataFrame, names: list[str], hierarchies: list[Hierarchy]
+) -> pl.DataFrame:
     """Leaf index (UInt32) of every value of each column, in one parallel pass.
 
     Raises HierarchyError with counts (never values) if a column has missing values or

@@ -110,8 +110,7 @@ def find_optimum(
             state[lattice.finer_or_equal(node)] = OVER
         return result
 
-    # Visit in bound order; among equal bounds, finer nodes first (more likely to be pruned
-    # by a check of a coarser one only if we go the other way, but they are cheaper to tag).
+    # Visit in bound order; among equal bounds, finer nodes first.
     height = lattice.levels.sum(axis=1)
     order = np.lexsort((height, bounds))
     best_node, best_loss = -1, np.inf
@@ -125,7 +124,7 @@ def find_optimum(
             loss = float(bound)
         else:
             if state[node] == UNKNOWN:
-                _climb(lattice, node, state, run_check, bounds, best_loss)
+                _climb(lattice, node, state, run_check, bounds)
                 if state[node] == OVER:
                     continue
             if no_outliers[node]:
@@ -147,7 +146,7 @@ def find_optimum(
     )
 
 
-def _climb(lattice, node, state, run_check, bounds, best_loss) -> None:
+def _climb(lattice, node, state, run_check, bounds) -> None:
     """Flash's path check: binary search for the first node within the limit on an upward
     path from `node`, so that the checks on the way tag as much of the lattice as possible."""
     path = [int(node)]
@@ -163,7 +162,9 @@ def _climb(lattice, node, state, run_check, bounds, best_loss) -> None:
         if not untagged.any():
             break
         open_dims, successors = open_dims[untagged], successors[untagged]
-        pick = _pick(HEURISTIC, open_dims, successors, levels, lattice, bounds)
+        # Climb where the bound grows least: the path stays among the nodes the search
+        # will visit next, so its checks tag them.
+        pick = int(np.argmin(bounds[successors]))
         levels[open_dims[pick]] += 1
         current = int(successors[pick])
         path.append(current)
@@ -177,15 +178,3 @@ def _climb(lattice, node, state, run_check, bounds, best_loss) -> None:
             high = mid - 1
         else:
             low = mid + 1
-
-
-HEURISTIC = "bound"
-
-
-def _pick(heuristic, dims, successors, levels, lattice, bounds) -> int:
-    if heuristic == "bound":
-        return int(np.argmin(bounds[successors]))
-    if heuristic == "downset":
-        rel = (levels[dims] + 1) / lattice.heights[dims]
-        return int(np.argmin(rel))
-    return int(np.argmax(bounds[successors]))

@@ -43,7 +43,6 @@ class PseudonymiseCounts:
     identifiers_invalid: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     postcodes_not_in_geography: int = 0
-    dates_of_birth_after_extract: int = 0
     sex_unmapped: int = 0
     dropped_columns: list[str] = field(default_factory=list)
 
@@ -166,6 +165,10 @@ def _age(dob: pl.Expr, extract_date: date) -> pl.Expr:
     return years.cast(pl.Int16)
 
 
+def _optional(column, present: bool, expr) -> pl.Expr:
+    return expr if column is not None and present else pl.lit(None, dtype=pl.String)
+
+
 def pseudonymise(
     frame: pl.DataFrame,
     contract: DepartmentContract,
@@ -180,84 +183,69 @@ def pseudonymise(
         raise ValueError(f"{contract.department}: accepted rows lack the row_number column")
     counts = PseudonymiseCounts(department=contract.department, key_id=key.key_id, rows=frame.height)
     identifiers = _identifier_columns(contract, frame)
-    schema = frame.schema
 
-    # 1. Normalise every identifier (internal columns, dropped before returning).
+    # 1. Normalise every identifier into internal columns (never returned).
     normalised = {t: f"__n_{t}" for t in identifiers}
     reasons = {t: f"__r_{t}" for t in identifiers}
-    work = frame.lazy().with_columns(
-        *(
-            norm.normalise(t, c, schema[c], extract_date).alias(normalised[t])
-            for t, c in identifiers.items()
-        ),
-        *(
-            norm.invalid_reason(t, c, schema[c], extract_date).alias(reasons[t])
-            for t, c in identifiers.items()
-        ),
-    )
-    dob_column = identifiers.get("date_of_birth")
-    dob_date = (
-        norm.date_of_birth_date(dob_column, schema[dob_column], extract_date)
-        if dob_column
-        else pl.lit(None, dtype=pl.Date)
-    )
+    work = norm.normalise_frame(frame.lazy(), identifiers, frame.schema, extract_date)
 
     # 2. Messages per rule, derived quasi-identifiers, kept columns.
     token_rules = rules.token_rules()
     messages = {rule.token_column: f"__m_{rule.name}" for _, rule in token_rules}
-    postcode_lookup = geography.select("postcode", "lsoa_code")
-    sex_column = next((c for c in contract.columns if c.name == "sex"), None)
-    ethnicity_column = next((c for c in contract.columns if c.name == "ethnicity"), None)
+    lookup = geography.select("postcode", "lsoa_code")
+    sex = next((c for c in contract.columns if c.name == "sex"), None)
+    ethnicity = next((c for c in contract.columns if c.name == "ethnicity"), None)
     keep = [c for c in contract.columns if c.treatment == "keep" and c.name in frame.columns]
-    derived = [
-        _age(dob_date, extract_date).alias("age"),
-        (
-            pl.col(normalised["postcode"]).replace_strict(
-                postcode_lookup["postcode"], postcode_lookup["lsoa_code"], default=None,
-                return_dtype=pl.String,
-            )
-            if "postcode" in identifiers
-            else pl.lit(None, dtype=pl.String)
-        ).alias("lsoa"),
-        (
-            _mapped(sex_column.name, sex_column.value_map).cast(pl.String).str.strip_chars()
-            if sex_column is not None and sex_column.name in frame.columns
-            else pl.lit(None, dtype=pl.String)
-        ).alias("__sex_raw"),
-        (
-            norm._blank_to_null(pl.col(ethnicity_column.name).cast(pl.String).str.strip_chars())
-            if ethnicity_column is not None and ethnicity_column.name in frame.columns
-            else pl.lit(None, dtype=pl.String)
-        ).alias("ethnicity"),
-    ]
-    work = work.with_columns(
-        *(message_expr(rule, normalised).alias(messages[rule.token_column]) for _, rule in token_rules),
-        *derived,
-        *(_mapped(c.name, c.value_map).alias(f"__keep_{c.name}") for c in keep),
-    ).with_columns(
-        pl.when(pl.col("__sex_raw").is_in(SEXES)).then(pl.col("__sex_raw")).alias("sex"),
+    dob = (
+        pl.col(normalised["date_of_birth"]).str.to_date("%Y-%m-%d")
+        if "date_of_birth" in identifiers
+        else pl.lit(None, dtype=pl.Date)
     )
-    staged = work.collect()
+    lsoa = (
+        pl.col(normalised["postcode"]).replace_strict(
+            lookup["postcode"], lookup["lsoa_code"], default=None, return_dtype=pl.String
+        )
+        if "postcode" in identifiers
+        else pl.lit(None, dtype=pl.String)
+    )
+    sex_text = _optional(
+        sex, sex is not None and sex.name in frame.columns,
+        sex and _mapped(sex.name, sex.value_map).cast(pl.String).str.strip_chars(),
+    )
+    ethnicity_text = _optional(
+        ethnicity, ethnicity is not None and ethnicity.name in frame.columns,
+        ethnicity and pl.col(ethnicity.name).cast(pl.String).str.strip_chars(),
+    )
+    staged = (
+        work.with_columns(
+            *(message_expr(r, normalised).alias(messages[r.token_column]) for _, r in token_rules),
+            _age(dob, extract_date).alias("age"),
+            lsoa.alias("lsoa"),
+            sex_text.alias("__sex_raw"),
+            pl.when(ethnicity_text.str.len_bytes() > 0).then(ethnicity_text).alias("ethnicity"),
+            *(_mapped(c.name, c.value_map).alias(f"__keep_{c.name}") for c in keep),
+        )
+        .with_columns(
+            pl.when(pl.col("__sex_raw").is_in(SEXES)).then(pl.col("__sex_raw")).alias("sex")
+        )
+        .collect()
+    )
 
-    # 3. Counts (the only facts about identifiers that leave this function).
+    # 3. Counts: the only facts about identifiers that leave this function.
+    no_lsoa = (
+        (pl.col("lsoa").is_null() & pl.col(normalised["postcode"]).is_not_null()).sum()
+        if "postcode" in identifiers
+        else pl.lit(0)
+    )
     count_row = staged.select(
         *(norm.present(c).sum().alias(f"present:{t}") for t, c in identifiers.items()),
         *(
-            (pl.col(reasons[t]) == reason).sum().alias(f"invalid:{t}_{reason}")
+            (pl.col(reasons[t]) == why).sum().alias(f"invalid:{t}_{why}")
             for t in identifiers
-            for reason in ("invalid_format", "invalid_check_digit", "implausible")
+            for why in norm.REASONS
         ),
-        (pl.col("lsoa").is_null() & pl.col(normalised["postcode"]).is_not_null()).sum().alias(
-            "lsoa_missing"
-        )
-        if "postcode" in identifiers
-        else pl.lit(0).alias("lsoa_missing"),
+        no_lsoa.alias("lsoa_missing"),
         (pl.col("__sex_raw").is_not_null() & pl.col("sex").is_null()).sum().alias("sex_unmapped"),
-        (dob_date.is_null() & norm.parse_date(dob_column, schema[dob_column]).gt(extract_date))
-        .sum()
-        .alias("dob_future")
-        if dob_column
-        else pl.lit(0).alias("dob_future"),
     ).row(0, named=True)
     for name, value in count_row.items():
         if name.startswith("present:"):
@@ -266,27 +254,30 @@ def pseudonymise(
             counts.identifiers_invalid[name.removeprefix("invalid:")] = int(value)
     counts.postcodes_not_in_geography = int(count_row["lsoa_missing"])
     counts.sex_unmapped = int(count_row["sex_unmapped"])
-    counts.dates_of_birth_after_extract = int(count_row["dob_future"])
 
     # 4. Tokens, then the token frame: nothing identifiable is selected.
-    subkeys = {
-        messages[rule.token_column]: key.subkey(purpose, rule.name) for purpose, rule in token_rules
-    }
+    subkeys = {messages[r.token_column]: key.subkey(p, r.name) for p, r in token_rules}
     tokens = tokenise_columns(staged.select(list(subkeys)), subkeys).rename(
-        {messages[rule.token_column]: rule.token_column for _, rule in token_rules}
+        {messages[r.token_column]: r.token_column for _, r in token_rules}
     )
-    token_columns = tokens.get_columns()
-    for column in token_columns:
+    for column in tokens.get_columns():
         counts.tokens[column.name] = int(column.is_not_null().sum())
-    result = staged.with_columns(token_columns).select(
-        pl.lit(contract.department, dtype=pl.String).alias("department"),
-        pl.col("row_number").cast(pl.Int64),
-        *(c.name for c in token_columns),
-        pl.col("age").cast(pl.Int16),
-        pl.col("lsoa").cast(pl.String),
-        pl.col("sex").cast(pl.String),
-        pl.col("ethnicity").cast(pl.String),
-        *(pl.col(f"__keep_{c.name}").alias(c.name) for c in keep),
+    result = pl.concat(
+        [
+            staged.select(
+                pl.lit(contract.department, dtype=pl.String).alias("department"),
+                pl.col("row_number").cast(pl.Int64),
+            ),
+            tokens,
+            staged.select(
+                pl.col("age").cast(pl.Int16),
+                pl.col("lsoa").cast(pl.String),
+                pl.col("sex").cast(pl.String),
+                pl.col("ethnicity").cast(pl.String),
+                *(pl.col(f"__keep_{c.name}").alias(c.name) for c in keep),
+            ),
+        ],
+        how="horizontal",
     )
     counts.dropped_columns = [c for c in frame.columns if c not in result.columns]
     return result, counts

@@ -35,7 +35,10 @@ def generalisation_loss(marginal: np.ndarray, hierarchy: Hierarchy) -> np.ndarra
     """
     records = int(marginal.sum())
     totals = np.array(
-        [float(marginal @ share[codes]) for share, codes in zip(level_shares(hierarchy), hierarchy.codes, strict=True)]
+        [
+            float(marginal @ share[codes])
+            for share, codes in zip(level_shares(hierarchy), hierarchy.codes, strict=True)
+        ]
     )
     return normalise(totals, records, hierarchy.domain_size)
 
@@ -78,9 +81,7 @@ def average_class_size(sizes: np.ndarray, k: int) -> dict:
     return {"average_class_size": avg, "average_class_size_normalised": avg / k if k else avg}
 
 
-def precision(
-    levels: tuple[int, ...], heights: list[int], suppressed: int, records: int
-) -> float:
+def precision(levels: tuple[int, ...], heights: list[int], suppressed: int, records: int) -> float:
     """Sweeney's precision loss: mean of level / (height - 1); suppressed records count 1."""
     if not records:
         return 0.0

@@ -1,0 +1,57 @@
+"""Keep failures readable and free of data values, in our own output and in Prefect's logs.
+
+Library exceptions (Polars, PyArrow, GX) often quote the cell value that broke them. A task
+wrapped in `guarded` turns any exception that is not ours into a `PipelineError` that names the
+stage and the exception type only; and the log filter drops tracebacks of user errors, whose
+one-line message already says everything (DESIGN.md, privacy property 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from schemas.errors import CohortShareError, PipelineError, UserError
+
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except CohortShareError:
+            raise
+        except Exception as error:
+            raise PipelineError(
+                f"stage '{function.__name__}' failed with {type(error).__name__} (details withheld: "
+                "library messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted "
+                "machine and re-run to see them)"
+            ) from (error if _debug() else None)
+
+    return run
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("COHORTSHARE_DEBUG") == "1"
+
+
+class _DropUserErrorTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_user_error_tracebacks() -> None:
+    """Install the filter on Prefect's run loggers (idempotent)."""
+    for name in PREFECT_RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropUserErrorTracebacks) for f in logger.filters):
+            logger.addFilter(_DropUserErrorTracebacks())
