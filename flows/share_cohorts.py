@@ -62,29 +62,30 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     contract = load_contracts(settings.contracts)[department]
     registry = DeliveryRegistry(settings.root)
     fingerprint = fingerprint_file(path)
-    if registry.is_processed(fingerprint):
-        logger.info("%s: %s already processed, skipped", department, path.name)
-        return {"department": department, "file": path.name, "status": "already processed"}
+    summary = {"department": department, "file": path.name, "delivery_id": fingerprint}
+    previous = registry.find(fingerprint)
+    if previous is not None and registry.is_processed(fingerprint, contract.version):
+        logger.info("%s: %s already %s, skipped", department, path.name, previous.status)
+        return {**summary, "status": f"already {previous.status}"}
     try:
         received = receive_delivery(path, contract, settings.root, date.today())
     except DeliveryRejected as rejection:
+        registry.record(rejection.outcome)
         logger.error("%s", rejection)
-        return {"department": department, "file": path.name, "status": "rejected",
-                "reason": str(rejection)}
+        return {**summary, "status": "rejected", "reason": str(rejection)}
     key = resolve_key(demo=settings.demo)
     outcome = received.outcome
     tokens, counts = pseudonymise(
         received.frame, contract, key, load_geography(), outcome.extract_date
     )
-    write_tokens(settings.root, outcome, tokens, key.key_id)
+    write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
     registry.record(outcome)
     logger.info(
         "%s: %s received %d, accepted %d, quarantined %d",
         department, path.name, outcome.rows_received, outcome.rows_accepted,
         outcome.rows_quarantined,
     )
-    return {"department": department, "file": path.name, "status": outcome.status,
-            "pseudonymisation": counts.to_dict()}
+    return {**summary, "status": outcome.status, "pseudonymisation": counts.to_dict()}
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
@@ -111,6 +112,8 @@ def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
     population.write_parquet(secure / "population.parquet")
     return {
         "deliveries": [meta["delivery_id"] for meta in inputs.values()],
+        "pseudonymisation": {meta["department"]: meta.get("pseudonymisation", {})
+                             for meta in inputs.values()},
         "linkage": link_counts.to_dict(),
         "population": population_counts.to_dict(),
     }
@@ -154,8 +157,8 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
 def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[DeliverySummary]:
     outcomes = {o.delivery_id: o for o in DeliveryRegistry(settings.root).all()}
     return [
-        DeliverySummary(**outcomes[d].model_dump(mode="json", include=set(
-            DeliverySummary.model_fields)))
+        DeliverySummary(**outcomes[d].model_dump(
+            mode="json", include=set(DeliverySummary.model_fields) | {"rejection"}))
         for d in delivery_ids if d in outcomes
     ]
 
@@ -188,7 +191,7 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
                 "round_to": policy.rule.round_to, "rule_source": policy.rule.source},
         contracts={d: f"{c.contract_id} v{c.version}" for d, c in contracts.items()},
         deliveries=deliveries,
-        pseudonymisation={"key_id": key_id},
+        pseudonymisation={"key_id": key_id, **linked["pseudonymisation"]},
         linkage=linked["linkage"],
         population=people,
         anonymisation=anonymised,
@@ -228,7 +231,8 @@ def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: b
         "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
     }
     staged = stage_candidate(settings, release_id, metadata)
-    deliveries = _delivery_summaries(settings, linked["deliveries"])
+    rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
+    deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
     report = build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged,
                           contract_set)
     json_path, html_path = write_report(settings.root, report)

@@ -22,7 +22,10 @@ def tokens_dir(root: Path) -> Path:
     return root / "secure" / "pseudonymised"
 
 
-def write_tokens(root: Path, outcome: Any, tokens: pl.DataFrame, key_id: str) -> Path:
+def write_tokens(
+    root: Path, outcome: Any, tokens: pl.DataFrame, key_id: str, counts: dict[str, Any]
+) -> Path:
+    """Write one delivery's tokens; `counts` (pseudonymisation counts) travel in the metadata."""
     folder = tokens_dir(root) / outcome.department
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{outcome.extract_date:%Y%m%d}_{outcome.delivery_id[:16]}.parquet"
@@ -31,6 +34,7 @@ def write_tokens(root: Path, outcome: Any, tokens: pl.DataFrame, key_id: str) ->
         "department": outcome.department,
         "extract_date": outcome.extract_date.isoformat(),
         "key_id": key_id,
+        "pseudonymisation": counts,
     }
     arrow = tokens.to_arrow()
     arrow = arrow.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
