@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a seeded synthetic council's extracts to landing/")
     _add_root(gen)
-    gen.add_argument("--residents", type=int, default=20_000, help="residents (default: %(default)s)")
+    gen.add_argument("--residents", type=int, default=100_000, help="residents (default: %(default)s)")
     gen.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
     gen.add_argument("--noise", type=float, default=0.02,
                      help="share of identifiers with realistic errors (default: %(default)s)")
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a synthetic council, run, auto-approve, query")
     _add_root(demo)
     _add_contracts(demo)
-    demo.add_argument("--residents", type=int, default=20_000, help="residents (default: %(default)s)")
+    demo.add_argument("--residents", type=int, default=100_000, help="residents (default: %(default)s)")
     demo.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
     demo.add_argument("--noise", type=float, default=0.02, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)

@@ -196,9 +196,9 @@ def rotate_key(
                 f"{meta['department']}: a secure delivery's landing file is no longer accepted "
                 "by its contract; re-deliver it, or pass --discard-orphans after removing it"
             )
-        tokens, _ = pseudonymise(received.frame, contract, key, geography,
-                                 received.outcome.extract_date, rules)
-        written = write_tokens(root, received.outcome, tokens, key.key_id)
+        tokens, counts = pseudonymise(received.frame, contract, key, geography,
+                                      received.outcome.extract_date, rules)
+        written = write_tokens(root, received.outcome, tokens, key.key_id, counts.to_dict())
         if written != path:
             path.unlink(missing_ok=True)
         summary.deliveries_retokenised += 1

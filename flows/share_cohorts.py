@@ -173,7 +173,7 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
         "records_accepted": sum(d.rows_accepted for d in deliveries),
         "records_linked": people["records"],
         "people_linked": people["people"],
-        "people_withheld_incomplete_age_or_area": people["people_incomplete"],
+        "people_withheld_no_area": people["people_incomplete"],
         "people_suppressed_by_anonymiser": anonymised["suppressed"],
         "people_released_to_cohort_tables": released,
     }

@@ -270,7 +270,8 @@ def _expand_rule(name: str, source: str, rule: dict, values: list[str] | None) -
 
 
 def _interval_rows(source: str, rule: dict) -> list[list[str]]:
-    """Integer bands: `min`, `max` and one `width` per level (or '*' for the top)."""
+    """Integer bands: `min`, `max` and one `width` per level (or '*' for the top), plus an
+    optional `unknown` label for values not recorded."""
     try:
         lo, hi = int(rule["min"]), int(rule["max"])
         levels = list(rule["levels"])
@@ -307,6 +308,11 @@ def _interval_rows(source: str, rule: dict) -> list[list[str]]:
                 end = min(start + width - 1, hi)
                 row.append(f"{start}-{end}")
         rows.append(row)
+    unknown = rule.get("unknown")
+    if unknown is not None:
+        # A value for "not recorded": its own category at every level below the top, so
+        # people with no recorded value are counted, not silently dropped.
+        rows.append([str(unknown)] + [SUPPRESSED if w is None else str(unknown) for w in widths])
     return rows
 
 

@@ -17,6 +17,10 @@ SOURCE_PRIORITY = ("benefits", "adult_social_care", "childrens_services", "housi
 
 SEX_UNKNOWN = "U"
 ETHNICITY_NOT_STATED = "NS"
+# Age is a category here ("37" or "unknown"): council tax rarely records a date of birth, and
+# dropping everyone known only to council tax would bias every cohort. The age hierarchy
+# declares the same label.
+AGE_UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class PopulationCounts:
     records: int
     people: int
     households: int
-    people_incomplete: int  # no usable age or area: cannot be placed in any cohort
+    people_incomplete: int  # no usable area (postcode outside the borough): in no cohort
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -34,8 +38,9 @@ def build_population(linked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, 
     """Collapse linked records to residents.
 
     Returns (population, incomplete, counts): `population` has one row per resident with
-    person_key, household_key, age, sex, ethnicity, lsoa, departments (sorted list) and
-    household_departments; `incomplete` lists the person keys that lack age or area.
+    person_key, household_key, age (text: whole years or "unknown"), sex, ethnicity, lsoa,
+    departments (sorted list) and household_departments; `incomplete` lists the person keys
+    with no area.
     """
     priority = {dept: i for i, dept in enumerate(SOURCE_PRIORITY)}
     ranked = linked.with_columns(
@@ -43,7 +48,7 @@ def build_population(linked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, 
     ).sort("_rank", "row_number")
     people = ranked.group_by("person_key", maintain_order=True).agg(
         pl.col("household_key").drop_nulls().first(),
-        pl.col("age").drop_nulls().first(),
+        pl.col("age").drop_nulls().first().cast(pl.String).fill_null(AGE_UNKNOWN),
         pl.col("sex").drop_nulls().first().fill_null(SEX_UNKNOWN),
         pl.col("ethnicity").drop_nulls().first().fill_null(ETHNICITY_NOT_STATED),
         pl.col("lsoa").drop_nulls().first(),
@@ -56,7 +61,7 @@ def build_population(linked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, 
         .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))
     )
     people = people.join(household_departments, on="household_key", how="left").sort("person_key")
-    complete = pl.col("age").is_not_null() & pl.col("lsoa").is_not_null()
+    complete = pl.col("lsoa").is_not_null()
     population = people.filter(complete)
     incomplete = people.filter(~complete).select("person_key")
     counts = PopulationCounts(

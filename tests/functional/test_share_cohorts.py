@@ -78,7 +78,7 @@ def test_report_accounts_for_every_row_and_is_labelled_demo(published):
     assert accounting["rows_received"] == accounting["records_accepted"] + accounting[
         "rows_quarantined"]
     assert accounting["people_linked"] == (
-        accounting["people_withheld_incomplete_age_or_area"]
+        accounting["people_withheld_no_area"]
         + accounting["people_suppressed_by_anonymiser"]
         + accounting["people_released_to_cohort_tables"]
     )

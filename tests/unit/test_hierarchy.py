@@ -113,3 +113,12 @@ def test_integer_columns_match_integer_leaves():
     assert codes["age"].to_list() == [0, 9, 5]
     with pytest.raises(HierarchyError, match="1 values"):
         encode_frame(pl.DataFrame({"age": [10, 99]}), ["age"], [h])
+
+
+def test_interval_rules_can_declare_an_unknown_category(tmp_path):
+    (tmp_path / "age.yaml").write_text(
+        "type: intervals\nmin: 0\nmax: 9\nunknown: unknown\nlevels: [{width: 5}, '*']\n"
+    )
+    hierarchy = load_hierarchies(tmp_path)["age"]
+    assert hierarchy.table()[-1] == ["unknown", "unknown", "*"]
+    assert hierarchy.domain_size == 11

@@ -87,6 +87,7 @@ def test_two_nhs_numbers_joined_by_a_weaker_rule_is_a_counted_conflict():
     linked, counts = link(tokens, RULES)
     assert people(linked) == [{0, 3}, {1}, {2}]
     assert counts.conflicts_by_rule["demo"] == 1
+    assert counts.conflicts_by_identifier == {"nhs": 1}
     assert counts.records_in_conflict_by_rule["demo"] == 3
     assert counts.to_dict()["conflicts"] == 1
 
@@ -132,3 +133,26 @@ def test_missing_token_columns_mean_no_links_and_missing_columns_are_refused():
     assert linked["person_key"].n_unique() == 2 and counts.unmatched_records == 2
     with pytest.raises(LinkageError):
         link(tokens.drop("department"), RULES)
+
+
+def test_a_veto_stops_a_rule_joining_records_whose_birth_dates_differ():
+    rules = LinkageRules.model_validate(
+        {
+            "rules": [{"name": "name_postcode", "fields": [{"identifier": "surname"},
+                                                          {"identifier": "postcode"}],
+                       "vetoed_by": ["date_of_birth"]}],
+        }
+    )
+    assert rules.token_columns() == ["tok_name_postcode", "tok_veto_date_of_birth"]
+    tokens = pl.DataFrame(
+        {
+            "department": ["asc", "hsg", "ctx", "ben"],
+            "tok_name_postcode": ["A", "A", "B", "B"],
+            # father and son of one name at one address; the other pair lacks one birth date
+            "tok_veto_date_of_birth": ["D1", "D2", "D3", None],
+            "row_number": [0, 1, 2, 3],
+        }
+    )
+    linked, counts = link(tokens, rules)
+    assert people(linked) == [{0}, {1}, {2, 3}]
+    assert counts.conflicts_by_identifier == {"date_of_birth": 1}

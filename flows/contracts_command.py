@@ -1,0 +1,204 @@
+"""`cohortshare contracts check|docs`: keep department contracts honest and readable.
+
+- `check` validates every contract (all problems at once), then compares each with its
+  previous version in git and lists breaking changes; any breaking change exits non-zero.
+- `docs` renders one readable page per contract (Markdown) for data owners and IG officers.
+
+Contracts describe data, they hold none: nothing here reads an extract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+import jinja2
+
+from schemas.contract import (
+    CONTRACT_SUFFIX,
+    DepartmentContract,
+    breaking_changes,
+    load_contracts,
+    parse_contract_text,
+)
+from schemas.errors import ContractError
+
+PAGE = jinja2.Template(
+    """\
+# {{ c.title }}
+
+| | |
+|---|---|
+| Department | `{{ c.department }}` |
+| Contract | `{{ c.contract_id }}`, version {{ c.version }} |
+| File | {{ c.format | upper }}{% if c.sheet %}, sheet "{{ c.sheet }}"{% endif %}\
+{% if c.format == "csv" %}, delimiter `{{ c.delimiter }}`, encoding {{ c.encoding }}{% endif %}, \
+named like `{{ c.file_pattern }}` |
+| Rows | {{ c.row_count_min }} to {{ c.row_count_max or "any number" }} |
+| Freshness | {% if c.max_latency_days %}extract dated at most {{ c.max_latency_days }} days \
+before it is processed{% else %}not checked{% endif %} |
+| Quarantine limit | a delivery with more than {{ "%.1f" % (c.quarantine_limit * 100) }}% \
+of rows quarantined is rejected as a whole |
+| Spreadsheet formulas | text starting with `=`, `+`, `-` or `@` is \
+{{ "neutralised (prefixed with ')" if c.formula_policy == "neutralise" else "quarantined" }} |
+
+## What happens to each column
+
+| Column (in the file) | Type | Rules | Privacy role | Treatment |
+|---|---|---|---|---|
+{% for col in c.columns -%}
+| **{{ col.name }}** (`{{ col.physical_name }}`{% if col.aliases %}; also \
+{{ col.aliases | map("tojson") | join(", ") }}{% endif %}) | {{ col.logical_type }}\
+{% if col.date_format %} `{{ col.date_format }}`{% endif %} | {{ rules(col) }} | \
+{{ col.privacy_role | replace("_", " ") }} | {{ treatments[col.treatment] }} |
+{% endfor %}
+{% if c.cross_field_rules %}
+## Rules across columns
+
+{% for r in c.cross_field_rules -%}
+- **{{ r.name }}**: `{{ r.column }} {{ r.operator }} {{ r.other }}`. {{ r.description }}
+{% endfor %}{% endif %}
+## What the pipeline does with a delivery
+
+- Columns not listed above are dropped on arrival and named in the delivery report.
+- A file that cannot be read, lacks a required column, has a column whose values cannot be
+  read as its type, breaks the row or freshness limits, or was already processed is **rejected
+  as a whole** (exit code 5); other departments carry on.
+- A row that breaks a rule is **quarantined** (kept in a restricted area with its row number,
+  rule and column) and the rest continue. Messages and reports never show a cell value.
+- Every delivery is accounted for: rows received = rows accepted + rows quarantined
+  (`cohortshare deliveries`).
+"""
+)
+
+TREATMENTS = {
+    "tokenise": "replaced by a keyed token for linkage, then removed",
+    "derive": "used to derive a coarser field, then removed",
+    "drop": "removed on arrival",
+    "generalise": "generalised along its hierarchy before publication",
+    "keep": "kept as is (aggregated before publication)",
+}
+
+
+def _rules(col) -> str:
+    rules = []
+    if col.required:
+        rules.append("required")
+    if col.unique:
+        rules.append("unique")
+    if col.allowed_values is not None:
+        rules.append("one of " + ", ".join(f"`{v}`" for v in col.allowed_values))
+    if col.minimum is not None or col.maximum is not None:
+        rules.append(f"between {col.minimum} and {col.maximum}")
+    if col.pattern:
+        rules.append(f"matches `{col.pattern}`")
+    if col.check_digit:
+        rules.append(f"{col.check_digit.replace('_', ' ')} check digit")
+    if col.value_map:
+        rules.append("recoded " + ", ".join(f"`{k}`→`{v}`" for k, v in col.value_map.items()))
+    return "; ".join(rules) or "optional"
+
+
+def render_page(contract: DepartmentContract) -> str:
+    return PAGE.render(c=contract, rules=_rules, treatments=TREATMENTS)
+
+
+# --- check ---------------------------------------------------------------------------------
+
+
+def _previous_text(path: Path, ref: str) -> str | None:
+    """The contract as committed at `ref`, or None if git has no such version."""
+    path = path.resolve()
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=path.parent, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()
+        relative = path.relative_to(Path(top).resolve()).as_posix()
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:{relative}"], cwd=top, capture_output=True, text=True,
+            check=False,
+        )
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return None
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def check(contracts_dir: Path, ref: str = "HEAD") -> list[str]:
+    """Print every contract's changes against git `ref`; return the breaking ones."""
+    contracts = load_contracts(contracts_dir)  # raises ContractError with every problem
+    breaking: list[str] = []
+    for department, contract in sorted(contracts.items()):
+        path = Path(contract.path)
+        text = _previous_text(path, ref)
+        if text is None:
+            print(f"{path.name}: version {contract.version}, no previous version in git ({ref})")
+            continue
+        problems: list[str] = []
+        previous = parse_contract_text(text, path, problems)
+        if previous is None:
+            print(f"{path.name}: previous version at {ref} is invalid; not compared")
+            continue
+        changes = breaking_changes(previous, contract)
+        same_version = previous.version == contract.version
+        if not changes:
+            print(f"{path.name}: {previous.version} -> {contract.version}, no breaking change")
+            continue
+        print(f"{path.name}: {previous.version} -> {contract.version}, "
+              f"{len(changes)} breaking change(s)")
+        for change in changes:
+            print(f"  - {change}")
+        if same_version:
+            print("  - version not bumped for a breaking change")
+        breaking += [f"{department}: {change}" for change in changes]
+    return breaking
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        breaking = check(args.contracts, args.against)
+        if breaking:
+            raise ContractError(
+                f"{len(breaking)} breaking change(s) against {args.against}: "
+                + "; ".join(breaking)
+            )
+        print("No breaking changes.")
+        return 0
+    contracts = load_contracts(args.contracts)
+    out = args.out or args.root / "reports" / "contracts"
+    out.mkdir(parents=True, exist_ok=True)
+    index = ["# Data contracts", ""]
+    for department, contract in sorted(contracts.items()):
+        page = out / f"{department}.md"
+        page.write_text(render_page(contract), encoding="utf-8")
+        index.append(f"- [{contract.title}]({page.name}) (`{department}`, "
+                     f"version {contract.version})")
+    (out / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    print(f"Wrote {len(contracts)} contract page(s) and index.md to {out}")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "contracts", help=f"check data contracts (*{CONTRACT_SUFFIX}) or render their pages"
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (
+        ("check", "validate contracts and list breaking changes against git (exit 4 if any)"),
+        ("docs", "render a readable page per contract for data owners and IG officers"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--contracts", type=Path, default=Path("data_contracts"),
+                            help="folder of data contracts (default: %(default)s)")
+        action.add_argument("--root", type=Path,
+                            default=Path(os.environ.get("COHORTSHARE_ROOT", "data")),
+                            help="data root (default: $COHORTSHARE_ROOT or ./data)")
+        action.set_defaults(func=run)
+    actions.choices["check"].add_argument(
+        "--against", default="HEAD", help="git revision to compare with (default: %(default)s)"
+    )
+    actions.choices["docs"].add_argument(
+        "--out", type=Path, help="output folder (default: <root>/reports/contracts)"
+    )

@@ -1,0 +1,115 @@
+"""Linkage quality on the synthetic council, which knows who is who.
+
+The council is generated, every extract is read and validated by the pipeline's own ingest
+(`inspect_delivery`), pseudonymised and linked; the person keys are then compared with the
+generator's ground truth. Precision and recall are over pairs of records: a pair is a true link
+when both records belong to one resident.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from schemas.contract import load_contracts
+from tests.leaks import find_leaks, landing_identifiers
+from transforms.geography import load_geography
+from transforms.ingest import extract_date_of
+from transforms.keys import PseudonymisationKey
+from transforms.link import link, load_linkage_rules
+from transforms.pseudonymise import pseudonymise
+from transforms.secure import write_tokens
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACTS = REPO / "data_contracts"
+RESIDENTS = 20_000
+MIN_PRECISION = 0.99
+MIN_RECALL = 0.97
+KEY = PseudonymisationKey(b"integration-test-key-0123456789ab", source="test")
+
+
+def pairwise_quality(linked: pl.DataFrame, truth: pl.DataFrame) -> tuple[float, float, int]:
+    """(precision, recall, true pairs) of person keys against residents."""
+    joined = linked.join(truth, on=["department", "record_id"], how="inner")
+    assert joined.height == linked.height, "every record must be in the ground truth"
+
+    def pairs(*columns: str) -> int:
+        sizes = joined.group_by(*columns).len().get_column("len")
+        return int((sizes * (sizes - 1) // 2).sum())
+
+    both, predicted, actual = (
+        pairs("person_key", "resident_id"), pairs("person_key"), pairs("resident_id")
+    )
+    return both / max(predicted, 1), both / max(actual, 1), actual
+
+
+def link_council(root: Path, noise: float, residents: int = RESIDENTS, seed: int = 7,
+                 write_secure: bool = False):
+    """Generate, ingest, pseudonymise and link a council; return linked records with their
+    department record ids (for the truth join only), counts, and the pseudonymise counts."""
+    from transforms.synthetic import generate_council
+    from transforms.validate import inspect_delivery
+
+    generate_council(root, residents, seed=seed, noise=noise)
+    contracts = load_contracts(CONTRACTS)
+    rules = load_linkage_rules(CONTRACTS / "linkage.yaml")
+    geography = load_geography()
+    frames, record_ids, pseudonymised = [], [], []
+    for department, contract in contracts.items():
+        for path in sorted((root / "landing" / department).glob(contract.file_pattern)):
+            received, _ = inspect_delivery(path, contract, extract_date_of(path))
+            assert received.outcome.status == "accepted", received.outcome.rejection
+            record_ids.append(received.frame.select(
+                pl.lit(department).alias("department"), "row_number", "record_id"))
+            tokens, counts = pseudonymise(received.frame, contract, KEY, geography,
+                                          received.outcome.extract_date, rules)
+            if write_secure:
+                write_tokens(root, received.outcome, tokens, KEY.key_id, counts.to_dict())
+            frames.append(tokens)
+            pseudonymised.append(counts)
+    linked, counts = link(pl.concat(frames, how="diagonal_relaxed"), rules)
+    with_ids = linked.join(pl.concat(record_ids), on=["department", "row_number"])
+    return linked, with_ids, counts, pseudonymised
+
+
+@pytest.fixture(scope="module")
+def council(tmp_path_factory):
+    root = tmp_path_factory.mktemp("council")
+    linked, with_ids, counts, pseudonymised = link_council(root, 0.02, write_secure=True)
+    truth = pl.read_parquet(root / "synthetic_truth" / "truth.parquet")
+    return root, linked, with_ids, counts, pseudonymised, truth
+
+
+def test_precision_and_recall_on_the_default_council(council):
+    _, _, with_ids, _, _, truth = council
+    precision, recall, true_pairs = pairwise_quality(with_ids, truth)
+    assert true_pairs > 4000
+    assert precision >= MIN_PRECISION, f"precision {precision:.4f}"
+    assert recall >= MIN_RECALL, f"recall {recall:.4f}"
+
+
+def test_linkage_counts_add_up_for_the_report(council):
+    _, linked, _, counts, _, _ = council
+    c = counts.to_dict()
+    assert c["records"] == linked.height
+    assert sum(c["records_linked_by_rule"].values()) + c["unmatched_records"] == c["records"]
+    assert c["persons"] == linked["person_key"].n_unique()
+    assert sum(c["records_by_department"].values()) == c["records"]
+    assert len(c["department_pairs"]) == 10  # every pair of five departments
+    for pair in c["department_pairs"].values():
+        assert 0.0 <= pair["match_rate_a_in_b"] <= 1.0
+    # Housing and council tax both hold each household's reference person: they overlap.
+    assert c["department_pairs"]["council_tax|housing"]["match_rate_b_in_a"] > 0.8
+    assert c["households"] > 0 and c["records_with_household"] > 0.9 * c["records"]
+
+
+def test_no_identifier_value_leaves_landing_and_quarantine(council):
+    root, linked, _, counts, pseudonymised, _ = council
+    values = landing_identifiers(root, CONTRACTS)
+    assert len(values) > 10_000  # the oracle sees the identifiers it looks for
+    assert find_leaks(values, [root / "secure"]) == []
+    text = str(linked.rows()) + str(counts.to_dict()) + str([c.to_dict() for c in pseudonymised])
+    leaked = sum(1 for value in values if value in text)
+    assert leaked == 0

@@ -1,0 +1,160 @@
+"""Ingest: reading formats, conforming headers, typing cells, formulas, fingerprints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from schemas.contract import load_contracts
+from schemas.errors import DeliveryRejected
+from transforms import ingest
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACTS = load_contracts(REPO / "data_contracts")
+ASC = CONTRACTS["adult_social_care"]
+ASC_HEADER = [c.physical_name for c in ASC.columns]
+
+
+def test_fingerprint_is_sha256_of_the_bytes(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"abc")
+    assert ingest.fingerprint_file(path) == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+    path.write_bytes(b"abd")
+    assert ingest.fingerprint_file(path) != (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
+
+
+def test_extract_date_comes_from_the_name_else_the_mtime(tmp_path):
+    named = tmp_path / "housing_20261030.ndjson"
+    named.write_text("{}")
+    assert ingest.extract_date_of(named) == dt.date(2026, 10, 30)
+    unnamed = tmp_path / "housing_latest.ndjson"
+    unnamed.write_text("{}")
+    stamp = dt.datetime(2026, 3, 4, 12).timestamp()
+    os.utime(unnamed, (stamp, stamp))
+    assert ingest.extract_date_of(unnamed) == dt.date(2026, 3, 4)
+    impossible = tmp_path / "x_20261399.csv"
+    impossible.write_text("")
+    os.utime(impossible, (stamp, stamp))
+    assert ingest.extract_date_of(impossible) == dt.date(2026, 3, 4)
+
+
+def test_headers_map_by_physical_name_alias_and_loose_spelling():
+    header = ["Client ID", "NHS No", "forename", " Surname ", "DOB", "Gender", "Postcode",
+              "Primary Support Reason", "Service Type", "Start Date", "Notes"]
+    conformance = ingest.conform_header(header, ASC, "f.csv")
+    assert conformance.mapping["NHS No"] == "nhs_number"
+    assert conformance.renamed == {
+        "NHS No": "nhs_number", "forename": "forename", " Surname ": "surname",
+        "DOB": "date_of_birth",
+    }
+    assert conformance.dropped == ("Notes",)
+    assert conformance.missing_optional == ("ethnicity",)
+
+
+def test_a_missing_required_column_rejects_naming_it_and_the_count():
+    header = [h for h in ASC_HEADER if h not in ("Surname", "Postcode")]
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.conform_header(header, ASC, "f.csv")
+    message = str(caught.value)
+    assert message.startswith("f.csv: missing_column: ")
+    assert "'Surname' (surname)" in message and "'Postcode' (postcode)" in message
+    assert "(2 column(s))" in message
+
+
+def test_a_headerless_file_never_quotes_its_first_row():
+    first_row = ["ASC1", "Alice", "Alice", "Smith"]
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.conform_header(first_row, ASC, "f.csv")
+    assert "Alice" not in str(caught.value)
+
+
+def test_nhs_mod11():
+    values = pl.Series(["943 476 5919", "9434765918", "123", None, "401-023-2137", "4010232138"])
+    assert ingest.nhs_mod11_valid(values).to_list() == [True, False, None, None, True, False]
+
+
+def _frame(**columns) -> pl.DataFrame:
+    n = len(next(iter(columns.values())))
+    base = {c.name: [None] * n for c in ASC.columns}
+    base.update(columns)
+    return pl.DataFrame(
+        {"row_number": list(range(1, n + 1)), **base},
+        schema={"row_number": pl.Int64, **{c.name: pl.String for c in ASC.columns}},
+    )
+
+
+def test_coercion_types_cells_and_reports_the_ones_it_cannot():
+    frame = _frame(date_of_birth=["01/02/1990", "31/02/1990", "  ", None],
+                   forename=[" Ann ", "", "Bo", None])
+    typed, bad = ingest.coerce_types(frame, ASC)
+    assert typed["date_of_birth"].to_list() == [dt.date(1990, 2, 1), None, None, None]
+    assert typed["forename"].to_list() == ["Ann", None, "Bo", None]
+    assert bad.rows() == [(2, "date_of_birth")]
+
+
+def test_integers_booleans_and_numbers_from_text():
+    housing = CONTRACTS["housing"]
+    frame = pl.DataFrame(
+        {"row_number": [1, 2, 3], "household_size": ["3", "2.0", "two"],
+         "in_rent_arrears": ["yes", "FALSE", "maybe"]}
+    )
+    for c in housing.columns:
+        if c.name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(c.name))
+    typed, bad = ingest.coerce_types(frame, housing)
+    assert typed["household_size"].to_list() == [3, 2, None]
+    assert typed["in_rent_arrears"].to_list() == [True, False, None]
+    assert sorted(bad.rows()) == [(3, "household_size"), (3, "in_rent_arrears")]
+
+
+def test_formula_cells_are_found_and_neutralised():
+    frame = _frame(forename=["=1+1", "Ann", "@SUM(A1)", "-Bo"], surname=["ok", "+x", None, "y"])
+    cells = ingest.formula_cells(frame, ASC)
+    assert sorted(cells.rows()) == [(1, "forename"), (2, "surname"), (3, "forename"),
+                                    (4, "forename")]
+    safe = ingest.neutralise_formulas(frame, cells)
+    assert safe["forename"].to_list() == ["'=1+1", "Ann", "'@SUM(A1)", "'-Bo"]
+    assert safe["surname"].to_list() == ["ok", "'+x", None, "y"]
+
+
+def test_value_maps_recode_after_validation():
+    typed = _frame(sex=["Female", "Male", None])
+    assert ingest.apply_value_maps(typed, ASC)["sex"].to_list() == ["F", "M", None]
+
+
+def test_csv_reads_in_chunks_with_file_row_numbers(tmp_path):
+    path = tmp_path / "asc_20261030.csv"
+    rows = "\n".join(f"ASC{i},,A,B,01/01/1990,Female,,ZZ1 1AA,Social Support,Day care,"
+                     "01/01/2020" for i in range(25))
+    path.write_text(",".join(ASC_HEADER) + "\n" + rows + "\n", encoding="utf-8")
+    extract = ingest.open_extract(path, ASC, chunk_rows=10)
+    batches = list(extract.batches)
+    assert extract.header == ASC_HEADER
+    assert sum(b.height for b in batches) == 25
+    assert pl.concat(batches)["row_number"].to_list() == list(range(1, 26))
+
+
+@pytest.mark.parametrize(
+    ("data", "rule"),
+    [
+        (b"", "unreadable"),
+        ("Client ID,Forename\nASC1,Zo\xe9\n".encode("latin-1"), "encoding"),
+        (b"Client ID,Forename\nASC1,Ann\nASC2", "truncated"),
+    ],
+)
+def test_unreadable_csv_is_rejected_without_the_parser_message(tmp_path, data, rule):
+    path = tmp_path / "asc_20261030.csv"
+    path.write_bytes(data)
+    with pytest.raises(DeliveryRejected) as caught:
+        extract = ingest.open_extract(path, ASC)
+        list(extract.batches)
+    assert str(caught.value).startswith(f"{path.name}: {rule}: ")
+    assert "Zo" not in str(caught.value)

@@ -1,0 +1,143 @@
+"""Validation: the compiled GX suites, chunked runs, the registry, and what must never leak."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.contract import load_contracts
+from schemas.errors import DeliveryRejected
+from transforms import validate
+from transforms.deliveries import DeliveryRegistry
+from transforms.validate import arrow_friendly_regex, compile_suite, receive_delivery
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "deliveries"
+MANIFEST = yaml.safe_load((FIXTURES / "expected.yaml").read_text(encoding="utf-8"))
+CONTRACTS = load_contracts(REPO / "data_contracts")
+TODAY = dt.date(2026, 11, 2)
+SENTINEL = "SENTINEL"
+
+
+def _expectations(suite) -> set[tuple[str, str, str]]:
+    return {
+        (type(e).__name__, e.meta["rule"], e.meta["column"]) for e in suite.expectations
+    }
+
+
+def test_the_row_suite_covers_every_declared_rule():
+    found = _expectations(compile_suite(CONTRACTS["adult_social_care"]))
+    for expected in [
+        ("ExpectColumnValuesToNotBeNull", "required", "forename"),
+        ("ExpectColumnValuesToBeUnique", "unique", "record_id"),
+        ("ExpectColumnValuesToBeInSet", "allowed_values", "sex"),
+        ("ExpectColumnValuesToMatchRegex", "pattern", "postcode"),
+        ("ExpectColumnValuesToBeInSet", "nhs_mod11", "nhs_number"),
+        ("ExpectColumnValuesToBeInTypeList", "type", "date_of_birth"),
+        ("ExpectColumnPairValuesAToBeGreaterThanB", "support_not_before_birth",
+         "support_start_date"),
+    ]:
+        assert expected in found
+    housing = _expectations(compile_suite(CONTRACTS["housing"]))
+    assert ("ExpectColumnValuesToBeBetween", "range", "household_size") in housing
+
+
+def test_the_delivery_suite_holds_row_count_freshness_and_quarantine_limit():
+    suite = validate.compile_delivery_suite(CONTRACTS["housing"])
+    assert {e.meta["rule"] for e in suite.expectations} == {
+        "row_count", "freshness", "quarantine_limit"
+    }
+
+
+@given(st.text(alphabet=st.sampled_from(list("0123 \t-ab\n9")), max_size=14))
+def test_arrow_friendly_patterns_agree_with_python_on_ascii(value):
+    for pattern in (r"^\s*\d{3}[\s-]?\d{3}[\s-]?\d{4}\s*$", r"^\d{1,12}$"):
+        assert bool(re.search(pattern, value)) == bool(
+            re.search(arrow_friendly_regex(pattern), value)
+        )
+
+
+@pytest.mark.parametrize("name", ["duplicate_ids_20261030.csv", "bad_postcode_20261030.csv"])
+def test_small_chunks_give_the_same_outcome_as_one(name, tmp_path):
+    contract = CONTRACTS["adult_social_care"]
+    whole, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY)
+    chunked, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY, chunk_rows=7)
+    assert chunked.outcome.quarantine_by_column == whole.outcome.quarantine_by_column
+    assert chunked.frame.equals(whole.frame)
+
+
+def test_receiving_twice_writes_one_quarantine_file(tmp_path):
+    contract = CONTRACTS["adult_social_care"]
+    path = FIXTURES / "allowed_values_20261030.csv"
+    first = receive_delivery(path, contract, tmp_path, TODAY)
+    second = receive_delivery(path, contract, tmp_path, TODAY)
+    assert first.outcome.quarantine_file == second.outcome.quarantine_file
+    assert len(list((tmp_path / "quarantine").rglob("*"))) == 2  # the folder and one file
+
+
+def test_registry_records_atomically_and_answers_is_processed(tmp_path):
+    contract = CONTRACTS["adult_social_care"]
+    registry = DeliveryRegistry(tmp_path)
+    accepted = receive_delivery(FIXTURES / "required_missing_20261030.csv", contract, tmp_path,
+                                TODAY).outcome
+    with pytest.raises(DeliveryRejected) as caught:
+        receive_delivery(FIXTURES / "stale_extract_20260801.csv", contract, tmp_path, TODAY)
+    rejected = caught.value.outcome
+    threads = [threading.Thread(target=registry.record, args=(o,))
+               for o in [accepted, rejected] * 5]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(registry.all()) == 10
+    assert registry.is_processed(accepted.delivery_id)
+    assert registry.is_processed(rejected.delivery_id, "1.0.0")
+    assert not registry.is_processed(rejected.delivery_id, "1.1.0")
+    assert not registry.is_processed("0" * 64)
+    assert [p.name for p in (tmp_path / "audit").iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_no_cell_value_leaves_the_quarantine(tmp_path, caplog, capsys):
+    """Sentinel values sit in failing cells of every fixture; after receiving them all and
+    recording every outcome, they may appear in quarantine files and nowhere else."""
+    caplog.set_level(logging.DEBUG)
+    root = tmp_path / "root"
+    registry = DeliveryRegistry(root)
+    messages = []
+    for case in MANIFEST["fixtures"]:
+        contract = CONTRACTS[case["department"]]
+        if "format" in case:
+            contract = contract.model_copy(update={"format": case["format"]})
+        landing = root / "landing" / case["department"]
+        landing.mkdir(parents=True, exist_ok=True)
+        path = shutil.copy(FIXTURES / case["file"], landing / case["file"])
+        try:
+            outcome = receive_delivery(Path(path), contract, root, TODAY).outcome
+        except DeliveryRejected as exc:
+            messages.append(str(exc))
+            outcome = exc.outcome
+        registry.record(outcome)
+    shutil.rmtree(root / "landing")
+    assert not any(SENTINEL in m for m in messages)
+    outside = [p for p in root.rglob("*") if p.is_file() and "quarantine" not in p.parts]
+    assert outside, "the registry at least must exist"
+    for path in outside:
+        assert SENTINEL.encode() not in path.read_bytes(), path
+    inside = pl.concat(
+        [pl.read_parquet(p).select(pl.all().cast(pl.String)) for p in
+         (root / "quarantine").rglob("*.parquet")],
+        how="diagonal",
+    )
+    assert inside.select(pl.any_horizontal(pl.all().str.contains(SENTINEL)).any()).item()
+    captured = capsys.readouterr()
+    assert SENTINEL not in captured.out + captured.err + caplog.text
