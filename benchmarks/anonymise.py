@@ -134,40 +134,44 @@ def _run_case(case: str, limit: float, path: Path, repeat: int, baseline: bool) 
         loaded = time.perf_counter()
         result = anonymise(frame, QUASI_IDENTIFIERS, hierarchies, K, limit)
         finished = time.perf_counter()
-        output = result.frame
+        output_rows = result.frame.height
         output_seconds = time.perf_counter() - finished
-        runs.append((finished - started, loaded - started, output_seconds, result, output.height))
-        del frame, output
+        # Keep figures only: a result holds the input and output tables.
+        summary = result.to_dict()
+        runs.append((finished - started, loaded - started, output_seconds, summary, output_rows))
+        del frame, result
     runs.sort(key=lambda r: r[0])
     seconds, load_seconds, output_seconds, result, output_rows = runs[len(runs) // 2]
+    phases = dict(result["phases"])
     label = f"adult_{limit:.0%}" if case == "adult" else f"synthetic_{case.upper()}_{limit:.0%}"
     key = f"adult_{limit:.0%}" if case == "adult" else f"synthetic_{case.upper()}"
     record = {
         "case": label,
-        "rows": result.records,
+        "rows": result["records"],
         "k": K,
         "max_suppression": limit,
         "seconds": round(seconds, 4),
         "seconds_all_runs": [round(r[0], 4) for r in runs],
-        "phases": {"load": round(load_seconds, 4), **result.phases},
+        "phases": {"load": round(load_seconds, 4), **phases},
         "output_seconds": round(output_seconds, 4),
         "output_rows": output_rows,
-        "levels": result.levels,
-        "loss": result.loss,
-        "suppressed": result.suppressed,
-        "k_achieved": result.k_achieved,
-        "distinct_combinations": result.search["distinct_combinations"],
-        "nodes_checked": result.search["nodes_checked"],
-        "lattice_nodes": result.search["lattice_nodes"],
+        "levels": result["levels"],
+        "loss": result["loss"],
+        "suppressed": result["suppressed"],
+        "k_achieved": result["k_achieved"],
+        "distinct_combinations": result["search"]["distinct_combinations"],
+        "nodes_checked": result["search"]["nodes_checked"],
+        "lattice_nodes": result["search"]["lattice_nodes"],
         "target_seconds": TARGET_SECONDS.get(key),
         "arx_reference_seconds": ARX_REFERENCE_SECONDS.get(key),
     }
+    record["peak_rss_mb_engine"] = peak_rss_mb()
     if baseline:
         frame = load()
         hierarchies = load_hierarchies(ADULT / "hierarchies", QUASI_IDENTIFIERS)
         sample = None if case == "adult" else BASELINE_SAMPLE_NODES
         record.update(_naive_baseline(frame, hierarchies, sample))
-    record["peak_rss_mb"] = peak_rss_mb()
+    record["peak_rss_mb"] = peak_rss_mb()  # measured before the baseline reloads the data
     return record
 
 

@@ -36,7 +36,8 @@ PAGE = jinja2.Template(
 | File | {{ c.format | upper }}{% if c.sheet %}, sheet "{{ c.sheet }}"{% endif %}\
 {% if c.format == "csv" %}, delimiter `{{ c.delimiter }}`, encoding {{ c.encoding }}{% endif %}, \
 named like `{{ c.file_pattern }}` |
-| Rows | {{ c.row_count_min }} to {{ c.row_count_max or "any number" }} |
+| Rows | {{ "{:,}".format(c.row_count_min) }} to \
+{{ "{:,}".format(c.row_count_max) if c.row_count_max else "any number" }} |
 | Freshness | {% if c.max_latency_days %}extract dated at most {{ c.max_latency_days }} days \
 before it is processed{% else %}not checked{% endif %} |
 | Quarantine limit | a delivery with more than {{ "%.1f" % (c.quarantine_limit * 100) }}% \
@@ -91,14 +92,17 @@ def _rules(col) -> str:
     if col.allowed_values is not None:
         rules.append("one of " + ", ".join(f"`{v}`" for v in col.allowed_values))
     if col.minimum is not None or col.maximum is not None:
-        rules.append(f"between {col.minimum} and {col.maximum}")
+        low = "any" if col.minimum is None else f"{col.minimum:g}"
+        high = "any" if col.maximum is None else f"{col.maximum:g}"
+        rules.append(f"between {low} and {high}")
     if col.pattern:
         rules.append(f"matches `{col.pattern}`")
     if col.check_digit:
         rules.append(f"{col.check_digit.replace('_', ' ')} check digit")
     if col.value_map:
         rules.append("recoded " + ", ".join(f"`{k}`→`{v}`" for k, v in col.value_map.items()))
-    return "; ".join(rules) or "optional"
+    # A `|` inside a pattern would end the Markdown table cell.
+    return "; ".join(rules).replace("|", "\\|") or "optional"
 
 
 def render_page(contract: DepartmentContract) -> str:

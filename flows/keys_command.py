@@ -114,7 +114,8 @@ class RotationSummary:
         if self.deliveries_discarded:
             text += f", discarded {self.deliveries_discarded} without a landing file"
         if self.derived_files_removed:
-            text += f"; removed {self.derived_files_removed} derived file(s), rebuilt by the next run"
+            text += (f"; removed {self.derived_files_removed} derived file(s), rebuilt by the "
+                     "next run")
         return text + "."
 
 
@@ -179,7 +180,7 @@ def rotate_key(
     previous = sorted({m.get("key_id", "unknown") for _, m in deliveries} - {key.key_id})
     summary = RotationSummary(old_key_id=current.key_id if not resume else ",".join(previous),
                               new_key_id=key.key_id, key_store=location.describe())
-    for path, meta in orphans:
+    for path, _ in orphans:
         path.unlink(missing_ok=True)
         summary.deliveries_discarded += 1
     geography = load_geography()

@@ -285,23 +285,48 @@ def _semantic_problems(contract: DepartmentContract, name: str) -> list[str]:
 def parse_contract(path: Path, problems: list[str]) -> DepartmentContract | None:
     """Parse one contract file, appending every problem found (file and path) to `problems`."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name}: cannot be read ({type(exc).__name__})")
+        return None
+    return parse_contract_text(text, path, problems)
+
+
+def parse_contract_text(text: str, path: Path, problems: list[str]) -> DepartmentContract | None:
+    """Parse a contract's text (e.g. a previous version from git) as if it were at `path`."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         problems.append(f"{path.name}: cannot be read as YAML ({type(exc).__name__})")
         return None
     if not isinstance(document, dict):
         problems.append(f"{path.name}: (document): not a YAML mapping")
         return None
+    start = len(problems)
     schema_errors = sorted(_odcs_validator().iter_errors(document), key=lambda e: e.json_path)
     for err in schema_errors:
-        problems.append(f"{path.name}: {_where(err.absolute_path)}: {err.message}")
-    if schema_errors:
-        return None
+        problems.append(f"{path.name}: {_where(err.absolute_path)}: {_short(err.message)}")
     try:
         odcs = OpenDataContractStandard.model_validate(document)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(path.name, exc))
+        if not schema_errors:
+            problems.extend(_pydantic_problems(path.name, exc))
         return None
+    # Carry on past errors against the standard, so our own checks report too; the standard
+    # already named a bad logical type, so ours would only repeat it.
+    ours: list[str] = []
+    contract = _parse_odcs(odcs, path, ours)
+    problems.extend(p for p in ours if not (schema_errors and ": logical_type: " in p))
+    return contract if len(problems) == start else None
+
+
+def _short(message: str, limit: int = 160) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _parse_odcs(
+    odcs: OpenDataContractStandard, path: Path, problems: list[str]
+) -> DepartmentContract | None:
     if not odcs.schema_ or len(odcs.schema_) != 1:
         problems.append(f"{path.name}: schema: exactly one schema object (the extract) is expected")
         return None
@@ -364,3 +389,92 @@ def load_contracts(directory: Path) -> dict[str, DepartmentContract]:
             f"{len(problems)} problem(s) in data contracts: " + "; ".join(problems)
         )
     return contracts
+
+
+# --- comparing versions --------------------------------------------------------------------
+
+# A column may widen to these types without breaking its consumers.
+_WIDENINGS = {("integer", "number"), ("integer", "string"), ("number", "string"),
+              ("date", "string"), ("boolean", "string")}
+
+
+def _bound_tightened(old: float | None, new: float | None, *, lower: bool) -> bool:
+    if new is None:
+        return False
+    if old is None:
+        return True
+    return new > old if lower else new < old
+
+
+def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[str]:
+    """What a delivery valid under `old` could fail, or a consumer of `old` could misread,
+    under `new`: removed or renamed columns, narrowed types, changed privacy roles or
+    treatments, and tightened rules. Each item names the column and the change."""
+    found: list[str] = []
+    new_cols = {c.name: c for c in new.columns}
+    for before in old.columns:
+        after = new_cols.get(before.name)
+        where = f"column '{before.name}'"
+        if after is None:
+            found.append(f"{where}: removed or renamed")
+            continue
+        if before.physical_name not in after.raw_names:
+            found.append(
+                f"{where}: header renamed from '{before.physical_name}' to "
+                f"'{after.physical_name}' without an alias"
+            )
+        if before.logical_type != after.logical_type and (
+            (before.logical_type, after.logical_type) not in _WIDENINGS
+        ):
+            found.append(f"{where}: type narrowed from {before.logical_type} to "
+                         f"{after.logical_type}")
+        if before.privacy_role != after.privacy_role:
+            found.append(f"{where}: privacy role changed from {before.privacy_role} to "
+                         f"{after.privacy_role}")
+        if before.treatment != after.treatment:
+            found.append(f"{where}: treatment changed from {before.treatment} to "
+                         f"{after.treatment}")
+        if after.required and not before.required:
+            found.append(f"{where}: now required")
+        if after.unique and not before.unique:
+            found.append(f"{where}: now unique")
+        if after.allowed_values is not None and (
+            before.allowed_values is None
+            or not set(before.allowed_values) <= set(after.allowed_values)
+        ):
+            found.append(f"{where}: allowed values narrowed")
+        if _bound_tightened(before.minimum, after.minimum, lower=True):
+            found.append(f"{where}: minimum raised")
+        if _bound_tightened(before.maximum, after.maximum, lower=False):
+            found.append(f"{where}: maximum lowered")
+        if after.pattern is not None and after.pattern != before.pattern:
+            found.append(f"{where}: pattern added or changed (treated as tightened)")
+        if after.date_format != before.date_format and before.logical_type == "date":
+            found.append(f"{where}: date format changed")
+        if after.check_digit is not None and after.check_digit != before.check_digit:
+            found.append(f"{where}: check digit {after.check_digit} added")
+        if (after.value_map or {}) != (before.value_map or {}):
+            found.append(f"{where}: value map changed")
+    old_names = {c.name for c in old.columns}
+    for after in new.columns:
+        if after.name not in old_names and after.required:
+            found.append(f"column '{after.name}': added as required")
+    old_rules = {r.name: r for r in old.cross_field_rules}
+    for rule in new.cross_field_rules:
+        if old_rules.get(rule.name) != rule:
+            found.append(f"cross-field rule '{rule.name}': added or changed")
+    if new.format != old.format or new.delimiter != old.delimiter or new.encoding != old.encoding:
+        found.append("file: format, delimiter or encoding changed")
+    if new.sheet != old.sheet:
+        found.append("file: sheet changed")
+    if new.row_count_min > old.row_count_min or (
+        _bound_tightened(old.row_count_max, new.row_count_max, lower=False)
+    ):
+        found.append("file: row count bounds narrowed")
+    if _bound_tightened(old.max_latency_days, new.max_latency_days, lower=False):
+        found.append("file: freshness (latency) shortened")
+    if new.quarantine_limit < old.quarantine_limit:
+        found.append("file: quarantine limit lowered")
+    if new.formula_policy == "quarantine" and old.formula_policy == "neutralise":
+        found.append("file: formulas now quarantined instead of neutralised")
+    return found

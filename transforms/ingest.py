@@ -27,10 +27,13 @@ from schemas.contract import Column, DepartmentContract
 from schemas.errors import DeliveryRejected
 
 ROW_NUMBER = "row_number"
-DEFAULT_CHUNK_ROWS = 500_000
+DEFAULT_CHUNK_ROWS = 250_000
 # OWASP "CSV injection": cells starting with these run as formulas in Excel and LibreOffice.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_GUARD = "'"
+# JSON objects and arrays under a declared column become this marker: never a valid cell.
+NESTED = "\x00nested"
+_FORMULA_START = "^[" + "".join(re.escape(p) for p in FORMULA_PREFIXES) + "]"
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{8})(?!\d)")
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
@@ -112,7 +115,8 @@ def _guarded(batches: Iterator[pl.DataFrame], name: str, on_error) -> Iterator[p
 
 
 def _slices(frame: pl.DataFrame, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    frame = frame.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    frame = frame.with_row_index(ROW_NUMBER, offset=1)
+    frame = frame.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
     for offset in range(0, max(frame.height, 1), chunk_rows):
         yield frame.slice(offset, chunk_rows)
 
@@ -172,6 +176,8 @@ def _open_csv(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawE
     header = _csv_header(head_text.splitlines()[0] if head_text else "", contract.delimiter)
     if not header or header == [""]:
         raise reject(name, "unreadable", "no header row")
+    # Checked on the header as written: Polars would rename the second copy silently.
+    _reject_repeated(header, contract, name)
     if _ends_truncated(tail_text, contract.delimiter, len(header)):
         raise reject(name, "truncated", "the last row is cut short (no final newline)")
 
@@ -230,7 +236,7 @@ def _json_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return "\x00nested"  # never a valid value of any declared type
+        return NESTED
     return str(value)
 
 
@@ -285,7 +291,7 @@ def _open_ndjson(path: Path, contract: DepartmentContract, chunk_rows: int) -> R
         )
         if nested:
             # A nested object under a declared name can never be a cell value.
-            lazy = lazy.with_columns(pl.lit("\x00nested").alias(c) for c in nested)
+            lazy = lazy.with_columns(pl.lit(NESTED).alias(c) for c in nested)
     except Exception as exc:  # noqa: BLE001 - see _guarded
         raise on_error(exc) from None
     batches = _guarded(lazy.collect_batches(chunk_size=chunk_rows), name, on_error)
@@ -318,6 +324,21 @@ def _normalise_header(name: str) -> str:
     return " ".join(name.replace("\ufeff", "").split()).casefold()
 
 
+def _reject_repeated(header: list[str], contract: DepartmentContract, file_name: str) -> None:
+    """A header naming a column twice is ambiguous. Only declared names are quoted: in a file
+    without a header row the 'header' is a row of data."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if not repeated:
+        return
+    declared = {raw for c in contract.columns for raw in c.raw_names}
+    named = [h for h in repeated if h in declared]
+    others = len(repeated) - len(named)
+    detail = f"header repeats column(s) {named}" if named else "header repeats column names"
+    if named and others:
+        detail += f" and {others} undeclared name(s)"
+    raise reject(file_name, "duplicate_column", detail, len(repeated))
+
+
 @dataclass(frozen=True)
 class Conformance:
     """How a file's header maps onto the contract: every difference, by column name only."""
@@ -333,11 +354,7 @@ def conform_header(header: list[str], contract: DepartmentContract, file_name: s
 
     A repeated header, or a required column that cannot be found, rejects the delivery.
     """
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise reject(
-            file_name, "duplicate_column", f"header repeats column(s) {repeated}", len(repeated)
-        )
+    _reject_repeated(header, contract, file_name)
     exact = set(header)
     loose = {_normalise_header(h): h for h in header}
     mapping: dict[str, str] = {}
@@ -390,15 +407,22 @@ def formula_cells(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataF
         c.name for c in contract.columns
         if c.logical_type == "string" and frame.schema[c.name] == pl.String
     ]
-    hits = []
-    for name in string_cols:
-        starts = pl.any_horizontal(pl.col(name).str.starts_with(p) for p in FORMULA_PREFIXES)
-        hit = frame.filter(starts.fill_null(False)).select(ROW_NUMBER)
-        if hit.height:
-            hits.append(hit.with_columns(pl.lit(name).alias("column")))
-    if not hits:
-        return pl.DataFrame(schema={ROW_NUMBER: pl.Int64, "column": pl.String})
-    return pl.concat(hits)
+    empty = pl.DataFrame(schema={ROW_NUMBER: pl.Int64, "column": pl.String})
+    if not string_cols:
+        return empty
+    flags = frame.select(
+        pl.col(ROW_NUMBER),
+        *(pl.col(n).str.contains(_FORMULA_START).fill_null(False) for n in string_cols),
+    )
+    flagged = flags.filter(pl.any_horizontal(string_cols))
+    if flagged.height == 0:
+        return empty
+    return (
+        flagged.unpivot(index=ROW_NUMBER, variable_name="column", value_name="hit")
+        .filter(pl.col("hit"))
+        .select(ROW_NUMBER, "column")
+        .sort(ROW_NUMBER, "column")
+    )
 
 
 def neutralise_formulas(frame: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
@@ -429,7 +453,7 @@ def _as_type(col: Column, dtype: pl.DataType, excel_dates: bool = False) -> pl.E
     numeric = dtype.is_numeric()
     if col.logical_type == "string":
         if dtype == pl.String:
-            return text
+            return pl.when(text == NESTED).then(None).otherwise(text)
         if dtype.is_integer() or dtype == pl.Boolean:
             return c.cast(pl.String)
         if dtype.is_float():
@@ -494,6 +518,11 @@ def coerce_types(
         dtype = frame.schema[col.name]
         expr = pl.lit(None) if dtype == pl.Null else _as_type(col, dtype, excel_dates)
         exprs.append(expr.cast(_TARGETS[col.logical_type]).alias(col.name))
+        if col.logical_type == "string" and dtype == pl.String and not (
+            contract.format in ("json", "ndjson")
+            and frame.get_column(col.name).str.starts_with(NESTED).any()
+        ):
+            continue  # text is always text, unless JSON put an object there
         is_present = pl.col(col.name).is_not_null()
         if dtype == pl.String:
             is_present = is_present & (pl.col(col.name).str.strip_chars() != "")
@@ -501,8 +530,8 @@ def coerce_types(
     typed = frame.select(pl.col(ROW_NUMBER), *exprs)
     flags = frame.select(present)
     failed = [
-        (flags.get_column(c.name) & typed.get_column(c.name).is_null()).alias(c.name)
-        for c in contract.columns
+        (flags.get_column(name) & typed.get_column(name).is_null()).alias(name)
+        for name in flags.columns
     ]
     bad = [
         typed.get_column(ROW_NUMBER).filter(mask).to_frame().with_columns(column=pl.lit(mask.name))

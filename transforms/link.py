@@ -6,13 +6,16 @@ priority order; links are transitive (connected components over "shares a token"
 recorded with different identifiers in different departments becomes one person.
 
 Conflict rule (`refuse_link`): a rule may not bring together different values of an identifier a
-person holds only one of (NHS number, NI number) when that identifier's rule has higher priority.
-Token groups of the rule that would do so are refused as a whole (a record that matches two
-different people is not guessed at); if chains of otherwise clean groups still join different
-values, every join the rule would make inside that cluster is refused. Refusals are counted.
+person holds only one of (NHS number, NI number) when that identifier's rule has higher priority,
+nor different values of an identifier in its own `vetoed_by` list (date of birth). Token groups
+of the rule that would do so are refused as a whole (a record that matches two different people
+is not guessed at); if chains of otherwise clean groups still join different values, every join
+the rule would make inside that cluster is refused. Refusals are counted per rule and per
+identifier; nothing is merged, or kept apart, silently.
 
-Person keys are derived from the tokens of each person's most trusted identifier, not from row
-order, so they do not change when rows are shuffled or other residents are added.
+Person keys are derived from the tokens of each person's most trusted identifier (people kept
+apart by a refusal are told apart by their first record's department and row number), never from
+the frame's row order, so they do not change when rows are shuffled or other residents added.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import LinkageError
+
+try:  # the vectorised SHA-256 of the HMAC engine (transforms/pseudonymise.py), when installed
+    import polars_hash as _polars_hash
+except ImportError:  # pragma: no cover - depends on the environment
+    _polars_hash = None
 
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "data_contracts" / "linkage.yaml"
 TOKEN_PREFIX = "tok_"
@@ -69,10 +77,24 @@ class LinkageRule(BaseModel):
     description: str = ""
     purpose: str | None = None
     fields: tuple[RuleField, ...] = Field(min_length=1)
+    # Identifiers that, present in both records and different, stop this rule linking them.
+    vetoed_by: tuple[IdentifierName, ...] = ()
 
     @property
     def token_column(self) -> str:
         return TOKEN_PREFIX + self.name
+
+
+VETO_PREFIX = "veto_"
+
+
+def veto_rule(identifier: str) -> LinkageRule:
+    """The check-only token of an identifier named in some rule's `vetoed_by`."""
+    return LinkageRule(
+        name=VETO_PREFIX + identifier,
+        description=f"check only: {identifier} must not differ",
+        fields=(RuleField(identifier=identifier),),
+    )
 
 
 class ConflictPolicy(BaseModel):
@@ -113,9 +135,16 @@ class LinkageRules(BaseModel):
     def token_rules(self) -> list[tuple[str, LinkageRule]]:
         """Every (purpose, rule) that needs a token column, linkage rules first."""
         made = [(rule.purpose or self.purpose, rule) for rule in self.rules]
+        made += [(self.purpose, veto_rule(i)) for i in self.veto_identifiers()]
         if self.household is not None:
             made.append((self.household.purpose or "household", self.household))
         return made
+
+    def veto_identifiers(self) -> list[str]:
+        found: list[str] = []
+        for rule in self.rules:
+            found += [i for i in rule.vetoed_by if i not in found]
+        return found
 
     def token_columns(self) -> list[str]:
         return [rule.token_column for _, rule in self.token_rules()]
@@ -155,6 +184,7 @@ class LinkCounts:
     unmatched_records: int = 0
     unmatched_by_department: dict[str, int] = field(default_factory=dict)
     conflicts_by_rule: dict[str, int] = field(default_factory=dict)
+    conflicts_by_identifier: dict[str, int] = field(default_factory=dict)
     records_in_conflict_by_rule: dict[str, int] = field(default_factory=dict)
     persons_with_conflicting_identifiers: int = 0
     department_pairs: dict[str, dict[str, float | int]] = field(default_factory=dict)
@@ -177,9 +207,12 @@ class LinkCounts:
 
 
 def _codes(series: pl.Series) -> np.ndarray:
-    """Dense integer codes for equal values; -1 for null."""
-    ranked = series.rank("dense").cast(pl.Int64).fill_null(0).to_numpy() - 1
-    return np.ascontiguousarray(ranked)
+    """Integer codes for equal values (exact, no hashing shortcuts); -1 for null.
+
+    A fresh category set per call: tokens never enter Polars' global string cache.
+    """
+    physical = series.cast(pl.String).cast(pl.Categorical(pl.Categories.random())).to_physical()
+    return np.ascontiguousarray(physical.cast(pl.Int64).fill_null(-1).to_numpy())
 
 
 def _group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
@@ -219,11 +252,12 @@ def _relabel(labels: np.ndarray) -> np.ndarray:
         labels = jumped
 
 
-def _distinct_per_group(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+def _distinct_per_group(groups: np.ndarray, values: np.ndarray, size: int | None = None
+                         ) -> np.ndarray:
     """Number of distinct values >= 0 per group label (indexed by label)."""
     mask = values >= 0
     frame = pl.DataFrame({"g": groups[mask], "v": values[mask]}).unique()
-    counts = np.zeros(groups.shape[0], dtype=np.int64)
+    counts = np.zeros(groups.shape[0] if size is None else size, dtype=np.int64)
     if frame.height:
         per = frame.group_by("g").len()
         counts[per["g"].to_numpy()] = per["len"].to_numpy()
@@ -231,28 +265,37 @@ def _distinct_per_group(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _conflicted_labels(
-    old: np.ndarray, new: np.ndarray, unique_codes: list[np.ndarray]
-) -> np.ndarray:
-    """Boolean per new label: the merge added a second value of a one-per-person identifier."""
+    old: np.ndarray, new: np.ndarray, checked: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per checked identifier, a boolean per new label: the merge brought a value in that the
+    largest merged component did not hold (a second NHS number, a different birth date)."""
     n = old.shape[0]
-    bad = np.zeros(n, dtype=bool)
-    for values in unique_codes:
-        before = _distinct_per_group(old, values)
-        most_before = np.zeros(n, dtype=np.int64)
-        np.maximum.at(most_before, new, before[old])
-        after = _distinct_per_group(new, values)
-        bad |= after > most_before
-    return bad
+    found: dict[str, np.ndarray] = {}
+    # Only clusters that grew can have gained a value: look at their records alone.
+    grew = np.zeros(n, dtype=bool)
+    grew[new[new != old]] = True
+    rows = np.flatnonzero(grew[new])
+    for name, values in checked.items():
+        bad = np.zeros(n, dtype=bool)
+        if rows.size:
+            before = _distinct_per_group(old[rows], values[rows], n)
+            most_before = np.zeros(n, dtype=np.int64)
+            np.maximum.at(most_before, new[rows], before[old[rows]])
+            after = _distinct_per_group(new[rows], values[rows], n)
+            bad = after > most_before
+        found[name] = bad
+    return found
 
 
 def _ambiguous_codes(
-    old: np.ndarray, codes: np.ndarray, unique_codes: list[np.ndarray]
-) -> np.ndarray:
-    """Token codes whose records' components hold different values of a unique identifier."""
+    old: np.ndarray, codes: np.ndarray, checked: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per checked identifier, the token codes whose records' components hold different values
+    of it: a token group that would join two people."""
     has = codes >= 0
     pairs = pl.DataFrame({"code": codes[has], "comp": old[has]}).unique()
-    ambiguous: set[int] = set()
-    for values in unique_codes:
+    ambiguous: dict[str, np.ndarray] = {}
+    for name, values in checked.items():
         mask = values >= 0
         holding = pl.DataFrame({"comp": old[mask], "value": values[mask]}).unique()
         per_comp = holding.group_by("comp").len().rename({"len": "held"})
@@ -260,12 +303,58 @@ def _ambiguous_codes(
         stats = joined.group_by("code").agg(
             pl.col("value").n_unique().alias("distinct"), pl.col("held").max().alias("most")
         )
-        ambiguous.update(stats.filter(pl.col("distinct") > pl.col("most"))["code"].to_list())
-    return np.fromiter(ambiguous, dtype=np.int64, count=len(ambiguous))
+        ambiguous[name] = (
+            stats.filter(pl.col("distinct") > pl.col("most")).get_column("code").to_numpy()
+        )
+    return ambiguous
+
+
+def _refuse_conflicts(
+    labels: np.ndarray, codes: np.ndarray, checked: dict[str, np.ndarray], counts: LinkCounts
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """Apply one rule under the conflict rule: (new labels, refusals, records involved)."""
+    n = labels.shape[0]
+    involved = np.zeros(n, dtype=bool)
+    proposal = _relabel(_components(labels, codes))
+    if not checked:
+        return proposal, 0, involved
+    flagged = _conflicted_labels(labels, proposal, checked)
+    if not any(bad[proposal].any() for bad in flagged.values()):
+        return proposal, 0, involved
+    # 1. Refuse whole token groups that would join different values: a record matching two
+    #    people is not guessed at.
+    ambiguous = _ambiguous_codes(labels, codes, checked)
+    refused = np.unique(np.concatenate(list(ambiguous.values()))) if ambiguous else np.empty(0)
+    for name, groups in ambiguous.items():
+        if groups.size:
+            counts.conflicts_by_identifier[name] = (
+                counts.conflicts_by_identifier.get(name, 0) + int(groups.size)
+            )
+    touched = np.isin(codes, refused)
+    involved |= touched
+    proposal = _relabel(_components(labels, np.where(touched, -1, codes)))
+    # 2. Chains of clean groups that still join different values: refuse them all.
+    flagged = _conflicted_labels(labels, proposal, checked)
+    still = np.zeros(n, dtype=bool)
+    for name, bad in flagged.items():
+        clusters = np.unique(proposal[bad[proposal]])
+        if clusters.size:
+            counts.conflicts_by_identifier[name] = (
+                counts.conflicts_by_identifier.get(name, 0) + int(clusters.size)
+            )
+        still |= bad[proposal]
+    refusals = int(refused.size) + int(np.unique(proposal[still]).size)
+    involved |= still
+    return np.where(still, labels, proposal), refusals, involved
 
 
 def _short_hash(prefix: str, values: pl.Series) -> pl.Series:
     """'prefix' + 96 bits of SHA-256 of each (already keyed, pseudonymous) value."""
+    if _polars_hash is not None:
+        hashed = pl.DataFrame([values.alias("v")]).select(
+            pl.lit(prefix) + _polars_hash.col("v").chash.sha2_256().str.slice(0, _KEY_HEX)
+        )
+        return hashed.to_series().alias(values.name)
     uniques = values.drop_nulls().unique()
     hashed = [
         prefix + hashlib.sha256(v.encode()).hexdigest()[:_KEY_HEX] for v in uniques.to_list()
@@ -281,7 +370,8 @@ def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkC
     n = tokens.height
     counts = LinkCounts(records=n, conflict_resolution=rules.conflicts.resolution)
     rule_codes: dict[str, np.ndarray] = {}
-    for rule in rules.rules:
+    vetoes = [veto_rule(i) for i in rules.veto_identifiers()]
+    for rule in [*rules.rules, *vetoes]:
         column = rule.token_column
         series = tokens.get_column(column) if column in tokens.columns else None
         rule_codes[rule.name] = (
@@ -290,40 +380,21 @@ def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkC
 
     labels = np.arange(n, dtype=np.int64)
     unique_names = list(rules.conflicts.unique_per_person)
+    priority = {rule.name: i for i, rule in enumerate(rules.rules)}
     for rule in rules.rules:
         codes = rule_codes[rule.name]
         counts.records_with_token_by_rule[rule.name] = int((codes >= 0).sum())
-        trusted = [
-            rule_codes[u]
-            for u in unique_names
-            if [r.name for r in rules.rules].index(u) < [r.name for r in rules.rules].index(
-                rule.name
-            )
-        ]
+        # Identifiers this rule may not contradict: one-per-person identifiers of more
+        # trusted rules, and the rule's own vetoes.
+        checked = {u: rule_codes[u] for u in unique_names if priority[u] < priority[rule.name]}
+        checked.update({i: rule_codes[VETO_PREFIX + i] for i in rule.vetoed_by})
         size_before = np.bincount(labels, minlength=n)[labels]
-        proposal = _relabel(_components(labels, codes))
-        refused_groups = 0
-        involved = np.zeros(n, dtype=bool)
-        if trusted:
-            bad = _conflicted_labels(labels, proposal, trusted)
-            if bad[proposal].any():
-                ambiguous = _ambiguous_codes(labels, codes, trusted)
-                refused_groups += int(ambiguous.size)
-                touched = np.isin(codes, ambiguous)
-                involved |= touched
-                cleaned = np.where(touched, -1, codes)
-                proposal = _relabel(_components(labels, cleaned))
-                bad = _conflicted_labels(labels, proposal, trusted)
-                still = bad[proposal]
-                if still.any():
-                    # Chains of clean groups that still join different people: refuse them all.
-                    refused_groups += int(np.unique(proposal[still]).size)
-                    involved |= still
-                    proposal = np.where(still, labels, proposal)
+        proposal, refused_groups, involved = _refuse_conflicts(labels, codes, checked, counts)
         counts.conflicts_by_rule[rule.name] = refused_groups
         counts.records_in_conflict_by_rule[rule.name] = int(involved.sum())
         size_after = np.bincount(proposal, minlength=n)[proposal]
-        counts.records_linked_by_rule[rule.name] = int(((size_before == 1) & (size_after > 1)).sum())
+        first_linked = (size_before == 1) & (size_after > 1)
+        counts.records_linked_by_rule[rule.name] = int(first_linked.sum())
         labels = proposal
 
     frame = tokens.with_columns(pl.Series("_person", labels))
@@ -334,18 +405,37 @@ def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkC
 
 
 def _person_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
-    """Per record its best token (most trusted rule); per person the smallest best token."""
+    """Per record its best token (most trusted rule); per person the smallest best token.
+
+    People kept apart by the conflict rule can share that token; they are told apart by their
+    first record (department, row number): still independent of the frame's row order.
+    """
     candidates = [
         pl.concat_str([pl.lit(f"{i:02d}:"), pl.col(rule.token_column)])
         for i, rule in enumerate(rules.rules)
         if rule.token_column in frame.columns
     ]
-    fallback = pl.concat_str(
-        [pl.lit("untokenised:"), pl.col("department"), pl.lit(":"), pl.col("row_number")]
-    )
+    record = pl.concat_str([pl.col("department"), pl.lit(":"), pl.col("row_number")])
+    fallback = pl.lit("untokenised:") + record
     best = pl.coalesce(*candidates, fallback) if candidates else fallback
-    representative = frame.select(best.min().over("_person").alias("r")).get_column("r")
-    return pl.lit(_short_hash(PERSON_KEY_PREFIX, representative)).alias("person_key")
+    representative = (
+        frame.select("_person", best.alias("best"), record.alias("record"))
+        .group_by("_person")
+        .agg(pl.col("best").min(), pl.col("record").min())
+        .with_columns(
+            pl.when(pl.col("best").is_duplicated())
+            .then(pl.col("best") + "|" + pl.col("record"))
+            .otherwise(pl.col("best"))
+            .alias("representative")
+        )
+    )
+    keyed = representative.with_columns(
+        _short_hash(PERSON_KEY_PREFIX, representative.get_column("representative")).alias("key")
+    )
+    joined = frame.select("_person").join(
+        keyed.select("_person", "key"), on="_person", how="left", maintain_order="left"
+    )
+    return pl.lit(joined.get_column("key")).alias("person_key")
 
 
 def _household_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
@@ -364,7 +454,8 @@ def _household_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
     )
     filled = (
         frame.select("_person", column)
-        .join(per_person.select("_person", "_filled"), on="_person", how="left", maintain_order="left")
+        .join(per_person.select("_person", "_filled"), on="_person", how="left",
+              maintain_order="left")
         .select(pl.coalesce(column, "_filled"))
         .to_series()
     )
@@ -375,7 +466,7 @@ def _fill_counts(
     counts: LinkCounts, frame: pl.DataFrame, unique_codes: list[np.ndarray], labels: np.ndarray
 ) -> None:
     n = frame.height
-    counts.persons = int(frame.get_column("person_key").n_unique()) if n else 0
+    counts.persons = int((labels == np.arange(n)).sum())  # one root per person
     sizes = np.bincount(labels, minlength=n)[labels] if n else np.zeros(0, dtype=np.int64)
     departments = frame.get_column("department")
     counts.unmatched_records = int((sizes == 1).sum())
@@ -394,7 +485,7 @@ def _fill_counts(
     )
     household = frame.get_column("household_key")
     counts.records_with_household = int(household.is_not_null().sum())
-    counts.households = int(household.drop_nulls().n_unique())
+    counts.households = int(_codes(household).max(initial=-1)) + 1  # codes are dense
     # Department pairs: share of each side's records whose person also appears in the other.
     presence = by_dept.select("department", "p").unique()
     depts = sorted(counts.records_by_department)

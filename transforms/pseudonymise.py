@@ -8,8 +8,10 @@ contract's `keep` columns. Direct identifiers and their normalised forms never l
 function; nothing here logs, and exceptions carry column names and counts only.
 
 Token for rule r = HMAC-SHA256(subkey(purpose, r), field_1 US field_2 ...), where the fields are
-the rule's normalised identifiers (or parts of them) joined by the ASCII unit separator, and
-subkey = HMAC-SHA256(key, "cohortshare/v1/subkey/<purpose>/<rule>") (`transforms/keys.py`).
+the rule's normalised identifiers (or parts of them) joined by the ASCII unit separator, and the
+subkey is the hex text of HMAC-SHA256(key, "cohortshare/v1/subkey/<purpose>/<rule>")
+(`transforms/keys.py`). Rules' `vetoed_by` identifiers get check-only tokens
+(`tok_veto_<identifier>`) the same way; the household rule uses purpose "household".
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import date
 
 import polars as pl
 
-from schemas.contract import DepartmentContract
+from schemas.contract import Column, DepartmentContract
 from transforms import normalise as norm
 from transforms.keys import TOKEN_SCHEME, PseudonymisationKey
 from transforms.link import DEFAULT_RULES_PATH, LinkageRule, LinkageRules, load_linkage_rules
@@ -66,18 +68,18 @@ def hmac_engine() -> str:
 
 
 def _hashlib_hex(messages: pl.Series, subkey: bytes) -> pl.Series:
-    """One HMAC per distinct message; the key's inner and outer states computed once."""
-    messages = messages.cast(pl.String)
-    distinct = messages.drop_nulls().unique()
+    """The portable engine: the key's inner and outer states computed once, copied per row."""
     base = hmac.new(subkey, digestmod=hashlib.sha256)
-    tokens = []
-    for message in distinct.to_list():
+
+    def one(message: str | None) -> str | None:
+        if message is None:
+            return None
         mac = base.copy()
         mac.update(message.encode())
-        tokens.append(mac.hexdigest())
-    return messages.replace_strict(
-        distinct, pl.Series(tokens, dtype=pl.String), default=None, return_dtype=pl.String
-    )
+        return mac.hexdigest()
+
+    values = messages.cast(pl.String).to_list()
+    return pl.Series(messages.name, [one(m) for m in values], dtype=pl.String)
 
 
 def tokenise_columns(
@@ -104,7 +106,7 @@ def tokenise_columns(
         except Exception as exc:  # noqa: BLE001 - the message may carry a plan; never a key
             raise RuntimeError(f"HMAC engine failed ({type(exc).__name__})") from None
     return pl.DataFrame(
-        [_hashlib_hex(frame.get_column(name), subkey).alias(name) for name, subkey in subkeys.items()]
+        [_hashlib_hex(frame.get_column(n), subkey).alias(n) for n, subkey in subkeys.items()]
     )
 
 
@@ -142,10 +144,12 @@ def message_expr(rule: LinkageRule, normalised: dict[str, str]) -> pl.Expr:
 
 
 def _identifier_columns(contract: DepartmentContract, frame: pl.DataFrame) -> dict[str, str]:
-    """identifier type -> column name, for tokenised identifiers present in the frame."""
+    """identifier type -> column name, for identifiers the contract tokenises (or derives
+    from) that are present in the frame; the first column of a type wins."""
     found: dict[str, str] = {}
     for column in contract.columns:
-        if column.identifier_type and column.name in frame.columns:
+        usable = column.treatment in ("tokenise", "derive")
+        if column.identifier_type and usable and column.name in frame.columns:
             found.setdefault(column.identifier_type, column.name)
     return found
 
@@ -165,8 +169,12 @@ def _age(dob: pl.Expr, extract_date: date) -> pl.Expr:
     return years.cast(pl.Int16)
 
 
-def _optional(column, present: bool, expr) -> pl.Expr:
-    return expr if column is not None and present else pl.lit(None, dtype=pl.String)
+def _text_column(column: Column | None, frame: pl.DataFrame) -> pl.Expr:
+    """A quasi-identifier as text after the contract's value map; null if blank or absent."""
+    if column is None or column.name not in frame.columns:
+        return pl.lit(None, dtype=pl.String)
+    text = _mapped(column.name, column.value_map).cast(pl.String).str.strip_chars()
+    return pl.when(text.str.len_bytes() > 0).then(text)
 
 
 def pseudonymise(
@@ -177,11 +185,37 @@ def pseudonymise(
     extract_date: date,
     rules: LinkageRules | None = None,
 ) -> tuple[pl.DataFrame, PseudonymiseCounts]:
-    """Replace one department's identifiers by tokens; return the token frame and counts."""
+    """Replace one department's identifiers by tokens; return the token frame and counts.
+
+    A Polars error here could quote a cell value in its message, so it is re-raised by type only.
+    """
     rules = rules if rules is not None else load_linkage_rules(DEFAULT_RULES_PATH)
+    try:
+        return _pseudonymise(frame, contract, key, geography, extract_date, rules)
+    except pl.exceptions.PolarsError as exc:
+        raise PseudonymisationError(
+            f"{contract.department}: pseudonymisation failed ({type(exc).__name__}; details "
+            "withheld because they may quote identifier values)"
+        ) from None
+
+
+class PseudonymisationError(RuntimeError):
+    """Pseudonymisation failed; the message never carries a value."""
+
+
+def _pseudonymise(
+    frame: pl.DataFrame,
+    contract: DepartmentContract,
+    key: PseudonymisationKey,
+    geography: pl.DataFrame,
+    extract_date: date,
+    rules: LinkageRules,
+) -> tuple[pl.DataFrame, PseudonymiseCounts]:
     if "row_number" not in frame.columns:
         raise ValueError(f"{contract.department}: accepted rows lack the row_number column")
-    counts = PseudonymiseCounts(department=contract.department, key_id=key.key_id, rows=frame.height)
+    counts = PseudonymiseCounts(
+        department=contract.department, key_id=key.key_id, rows=frame.height
+    )
     identifiers = _identifier_columns(contract, frame)
 
     # 1. Normalise every identifier into internal columns (never returned).
@@ -208,21 +242,13 @@ def pseudonymise(
         if "postcode" in identifiers
         else pl.lit(None, dtype=pl.String)
     )
-    sex_text = _optional(
-        sex, sex is not None and sex.name in frame.columns,
-        sex and _mapped(sex.name, sex.value_map).cast(pl.String).str.strip_chars(),
-    )
-    ethnicity_text = _optional(
-        ethnicity, ethnicity is not None and ethnicity.name in frame.columns,
-        ethnicity and pl.col(ethnicity.name).cast(pl.String).str.strip_chars(),
-    )
     staged = (
         work.with_columns(
             *(message_expr(r, normalised).alias(messages[r.token_column]) for _, r in token_rules),
             _age(dob, extract_date).alias("age"),
             lsoa.alias("lsoa"),
-            sex_text.alias("__sex_raw"),
-            pl.when(ethnicity_text.str.len_bytes() > 0).then(ethnicity_text).alias("ethnicity"),
+            _text_column(sex, frame).alias("__sex_raw"),
+            _text_column(ethnicity, frame).alias("ethnicity"),
             *(_mapped(c.name, c.value_map).alias(f"__keep_{c.name}") for c in keep),
         )
         .with_columns(

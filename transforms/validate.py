@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -40,7 +42,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-
 from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -98,6 +99,35 @@ def _meta(rule: str, column: str) -> dict[str, str]:
     return {"rule": rule, "column": column}
 
 
+# Python's ASCII whitespace and digits. pandas runs a regex through pyarrow (RE2, fast) unless it
+# uses `\\s` (RE2's differs) or `\\d` on non-ASCII data; spelt out as classes, the same pattern
+# runs in Arrow. Unicode digits and exotic spaces then fail, as they should in an identifier.
+_CLASS_SPELLING = {"s": " \\t\\n\\r\\f\\v", "d": "0-9"}
+
+
+def arrow_friendly_regex(pattern: str) -> str:
+    """Rewrite `\\s` and `\\d` as explicit ASCII classes, inside or outside brackets."""
+    out, in_class, i = [], False, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            if escaped in _CLASS_SPELLING:
+                spelt = _CLASS_SPELLING[escaped]
+                out.append(spelt if in_class else f"[{spelt}]")
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def _column_expectations(col: Column) -> list[gx.expectations.Expectation]:
     name = col.name
     found: list[gx.expectations.Expectation] = []
@@ -127,7 +157,7 @@ def _column_expectations(col: Column) -> list[gx.expectations.Expectation]:
     if col.pattern is not None:
         found.append(
             gxe.ExpectColumnValuesToMatchRegex(
-                column=name, regex=col.pattern, meta=_meta("pattern", name)
+                column=name, regex=arrow_friendly_regex(col.pattern), meta=_meta("pattern", name)
             )
         )
     if col.check_digit is not None:
@@ -140,26 +170,32 @@ def _column_expectations(col: Column) -> list[gx.expectations.Expectation]:
     return found
 
 
-def compile_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
-    """The contract's row suite (run per chunk of typed rows)."""
-    suite = gx.ExpectationSuite(name=f"{contract.department}.rows.{contract.version}")
-    for col in contract.columns:
-        for expectation in _column_expectations(col):
-            suite.add_expectation(expectation)
+def _row_expectations(contract: DepartmentContract) -> list[gx.expectations.Expectation]:
+    found = [e for col in contract.columns for e in _column_expectations(col)]
     for rule in contract.cross_field_rules:
         swap, or_equal = _OPERATORS[rule.operator]
         a, b = (rule.other, rule.column) if swap else (rule.column, rule.other)
-        suite.add_expectation(
+        found.append(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(
                 column_A=a, column_B=b, or_equal=or_equal,
                 ignore_row_if="either_value_is_missing", meta=_meta(rule.name, rule.column),
             )
         )
+    return found
+
+
+def compile_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
+    """The contract's row suite (run per chunk of typed rows)."""
+    _batch_definition()  # GX builds suites only inside an active context
+    suite = gx.ExpectationSuite(name=f"{contract.department}.rows.{contract.version}")
+    for expectation in _row_expectations(contract):
+        suite.add_expectation(expectation)
     return suite
 
 
 def compile_delivery_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
     """The contract's delivery suite (run once, on a one-row summary of the delivery)."""
+    _batch_definition()
     suite = gx.ExpectationSuite(name=f"{contract.department}.delivery.{contract.version}")
     suite.add_expectation(
         gxe.ExpectColumnValuesToBeBetween(
@@ -183,20 +219,50 @@ def compile_delivery_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
     return suite
 
 
-_SUITES: dict[str, tuple[gx.ExpectationSuite, gx.ExpectationSuite]] = {}
+ColumnSuites = list[tuple[tuple[str, ...], gx.ExpectationSuite]]
+_SUITES: dict[str, tuple[gx.ExpectationSuite, ColumnSuites, gx.ExpectationSuite]] = {}
+# Below this many rows one wide batch is quicker: GX's fixed cost per batch then dominates.
+NARROW_BATCHES_FROM_ROWS = 20_000
 
 
-def _suites(contract: DepartmentContract) -> tuple[gx.ExpectationSuite, gx.ExpectationSuite]:
-    """Compiled suites, once per process per contract content."""
+def _expectation_columns(expectation) -> tuple[str, ...]:
+    if hasattr(expectation, "column"):
+        return (expectation.column,)
+    return (expectation.column_A, expectation.column_B)
+
+
+def _register(context, suite: gx.ExpectationSuite) -> gx.ExpectationSuite:
+    if suite.name in {s.name for s in context.suites.all()}:
+        context.suites.delete(suite.name)
+    return context.suites.add(suite)
+
+
+def _suites(
+    contract: DepartmentContract,
+) -> tuple[gx.ExpectationSuite, ColumnSuites, gx.ExpectationSuite]:
+    """The row suite, whole and split by the columns each expectation reads, and the delivery
+    suite; compiled once per process per contract content.
+
+    GX's pandas engine copies every column of the batch for each expectation's domain, so on a
+    large chunk one batch per column (plus row id) is about 2.5 times faster than one wide
+    batch, with the same expectations and results."""
     key = contract.model_dump_json()
     if key not in _SUITES:
         context, _ = _batch_definition()
-        suites = []
-        for suite in (compile_suite(contract), compile_delivery_suite(contract)):
-            if suite.name in {s.name for s in context.suites.all()}:
-                context.suites.delete(suite.name)
-            suites.append(context.suites.add(suite))
-        _SUITES[key] = (suites[0], suites[1])
+        whole = _register(context, compile_suite(contract))
+        groups: dict[tuple[str, ...], list] = {}
+        for expectation in _row_expectations(contract):
+            groups.setdefault(_expectation_columns(expectation), []).append(expectation)
+        column_suites = []
+        for columns, expectations in groups.items():
+            suite = gx.ExpectationSuite(
+                name=f"{contract.department}.rows.{contract.version}.{'+'.join(columns)}"
+            )
+            for expectation in expectations:
+                suite.add_expectation(expectation)
+            column_suites.append((columns, _register(context, suite)))
+        delivery = _register(context, compile_delivery_suite(contract))
+        _SUITES[key] = (whole, column_suites, delivery)
     return _SUITES[key]
 
 
@@ -233,11 +299,24 @@ def validate_rows(typed: pl.DataFrame, contract: DepartmentContract, file_name: 
     """Run the row suite on typed rows; return breaches as (row_number, rule, column)."""
     if typed.height == 0:
         return pl.DataFrame(schema=BREACH_SCHEMA)
-    row_suite, _ = _suites(contract)
-    # Via Arrow: pandas then keeps strings in Arrow storage, so GX's regexes run in Arrow.
-    frame = _with_checks(typed, contract).rename({ROW_NUMBER: ROW_ID}).to_arrow().to_pandas(date_as_object=False)
+    whole, column_suites, _ = _suites(contract)
+    # Via Arrow, so pandas keeps strings in Arrow storage and GX's regexes run in Arrow.
+    frame = (
+        _with_checks(typed, contract)
+        .rename({ROW_NUMBER: ROW_ID})
+        .to_arrow()
+        .to_pandas(date_as_object=False)
+    )
     breaches: list[pl.DataFrame] = []
-    for result in _run(row_suite, frame):
+    if len(frame) < NARROW_BATCHES_FROM_ROWS:
+        results = _run(whole, frame)
+    else:
+        results = [
+            result
+            for columns, suite in column_suites
+            for result in _run(suite, frame[[ROW_ID, *columns]])
+        ]
+    for result in results:
         meta = result.expectation_config.meta or {}
         rule, column = meta.get("rule", "unknown"), meta.get("column", "unknown")
         if result.exception_info and result.exception_info.get("raised_exception"):
@@ -261,7 +340,7 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
     """Run the delivery suite on the one-row summary; raise the first failure found."""
     import pandas as pd
 
-    _, delivery_suite = _suites(contract)
+    _, _, delivery_suite = _suites(contract)
     problems = []
     for result in _run(delivery_suite, pd.DataFrame([summary])):
         if result.success:
@@ -276,8 +355,9 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
             f"{contract.row_count_min} to {contract.row_count_max or 'any'}"
         ),
         "freshness": (
-            f"extract dated {summary['extract_age_days']} day(s) before today, contract allows "
-            f"0 to {contract.max_latency_days}"
+            f"extract dated {abs(summary['extract_age_days'])} day(s) "
+            f"{'before' if summary['extract_age_days'] >= 0 else 'after'} today, contract allows "
+            f"0 to {contract.max_latency_days} day(s) before"
         ),
         "quarantine_limit": (
             f"{summary['rows_quarantined']} of {summary['rows_received']} rows quarantined "
@@ -316,65 +396,107 @@ def _breach_text(breaches: pl.DataFrame, limit: int = 5) -> str:
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
+@dataclass
+class _Prepared:
+    """One chunk read, conformed, screened for formulas and typed: everything before GX."""
+
+    frame: pl.DataFrame  # conformed raw values (formulas neutralised if the contract says so)
+    typed: pl.DataFrame
+    early: pl.DataFrame  # formula and type breaches, found before GX
+    present: dict[str, int]  # non-null raw cells per column
+    untyped: dict[str, int]  # cells per column that could not be typed
+    neutralised: int
+
+
+def _prepare(batch: pl.DataFrame, contract: DepartmentContract, conformance, name: str):
+    frame = ingest.conform(batch, conformance, contract)
+    if frame.height == 0:
+        return None
+    wrong = ingest.uncoercible_columns(frame, contract)
+    if wrong:
+        col = contract.column(wrong[0])
+        raise reject(
+            name, "type_not_coercible",
+            f"column '{col.physical_name}' ({col.name}) holds {frame.schema[col.name]}, "
+            f"which cannot be read as {col.logical_type} ({len(wrong)} column(s))",
+            len(wrong),
+        )
+    formulas = ingest.formula_cells(frame, contract)
+    neutralised = 0
+    if contract.formula_policy == "neutralise":
+        frame = ingest.neutralise_formulas(frame, formulas)
+        neutralised, formulas = formulas.height, formulas.head(0)
+    typed, bad_types = ingest.coerce_types(frame, contract, excel_dates=contract.format == "xlsx")
+    typable = [c.name for c in contract.columns if c.logical_type != "string"]
+    counts = frame.select(pl.col(c).is_not_null().sum() for c in typable)
+    early = pl.concat(
+        [
+            formulas.with_columns(rule=pl.lit("formula")).select(list(BREACH_SCHEMA)),
+            bad_types.with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
+        ]
+    )
+    return _Prepared(
+        frame=frame,
+        typed=typed,
+        early=early,
+        present=dict(zip(typable, counts.row(0), strict=True)) if typable else {},
+        untyped=dict(bad_types.group_by("column").len().iter_rows()),
+        neutralised=neutralised,
+    )
+
+
+def _prepared_chunks(extract, contract, conformance, name: str) -> Iterator[_Prepared]:
+    """Prepare the next chunk in a worker thread while the caller validates this one: Polars
+    releases the GIL, so reading and typing overlap with GX's Python-heavy work."""
+    batches = iter(extract.batches)
+
+    def step() -> _Prepared | None | bool:
+        for batch in batches:
+            prepared = _prepare(batch, contract, conformance, name)
+            if prepared is not None:
+                return prepared
+        return False
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortshare-ingest") as pool:
+        pending = pool.submit(step)
+        while (prepared := pending.result()) is not False:
+            pending = pool.submit(step)
+            yield prepared
+
+
 def _validate(path: Path, contract: DepartmentContract, today: date, chunk_rows: int) -> _Result:
     name = path.name
     extract = ingest.open_extract(path, contract, chunk_rows)
     conformance = ingest.conform_header(extract.header, contract, name)
     unique_cols = [c.name for c in contract.columns if c.unique]
     accepted, breaches, quarantined_raw, keys = [], [], [], []
-    present = dict.fromkeys((c.name for c in contract.columns), 0)
-    untyped = dict.fromkeys((c.name for c in contract.columns), 0)
+    present: dict[str, int] = {}
+    untyped: dict[str, int] = {}
     rows = neutralised = 0
-    for batch in extract.batches:
-        frame = ingest.conform(batch, conformance, contract)
-        if frame.height == 0:
-            continue
-        wrong = ingest.uncoercible_columns(frame, contract)
-        if wrong:
-            col = contract.column(wrong[0])
-            raise reject(
-                name, "type_not_coercible",
-                f"column '{col.physical_name}' ({col.name}) holds {frame.schema[col.name]}, "
-                f"which cannot be read as {col.logical_type} ({len(wrong)} column(s))",
-                len(wrong),
-            )
-        rows += frame.height
-        formulas = ingest.formula_cells(frame, contract)
-        if contract.formula_policy == "neutralise":
-            frame = ingest.neutralise_formulas(frame, formulas)
-            neutralised += formulas.height
-            formulas = formulas.head(0)
-        typed, bad_types = ingest.coerce_types(
-            frame, contract, excel_dates=contract.format == "xlsx"
-        )
-        counts = frame.select(pl.col(c).is_not_null().sum() for c in present).row(0)
-        for col, n in zip(present, counts, strict=True):
-            present[col] += n
-        for col, n in bad_types.group_by("column").len().iter_rows():
-            untyped[col] += n
-        early = pl.concat(
-            [
-                formulas.with_columns(rule=pl.lit("formula")).select(list(BREACH_SCHEMA)),
-                bad_types.with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
-            ]
-        )
-        checked = typed.filter(~pl.col(ROW_NUMBER).is_in(early[ROW_NUMBER].implode()))
-        chunk_breaches = pl.concat([early, validate_rows(checked, contract, name)])
+    for chunk in _prepared_chunks(extract, contract, conformance, name):
+        rows += chunk.frame.height
+        neutralised += chunk.neutralised
+        for totals, counts in ((present, chunk.present), (untyped, chunk.untyped)):
+            for col, n in counts.items():
+                totals[col] = totals.get(col, 0) + n
+        early_rows = chunk.early[ROW_NUMBER].implode()
+        checked = chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(early_rows))
+        chunk_breaches = pl.concat([chunk.early, validate_rows(checked, contract, name)])
         bad_rows = chunk_breaches[ROW_NUMBER].unique().implode()
-        accepted.append(
-            ingest.apply_value_maps(typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows)), contract)
-        )
+        good = chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows))
+        accepted.append(ingest.apply_value_maps(good, contract))
         if chunk_breaches.height:
             breaches.append(chunk_breaches)
             quarantined_raw.append(
-                frame.filter(pl.col(ROW_NUMBER).is_in(bad_rows)).select(
+                chunk.frame.filter(pl.col(ROW_NUMBER).is_in(bad_rows)).select(
                     pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String)
                 )
             )
         if unique_cols:
-            keys.append(checked.select(ROW_NUMBER, *unique_cols))
+            # 8-byte hashes, not the keys: at 10M rows a copy of the ids would cost ~300 MB.
+            keys.append(checked.select(ROW_NUMBER, *(_key_hash(c) for c in unique_cols)))
     for col, n in untyped.items():
-        if n and n == present[col]:
+        if n and n == present.get(col):
             column = contract.column(col)
             raise reject(
                 name, "type_not_coercible",
@@ -383,14 +505,17 @@ def _validate(path: Path, contract: DepartmentContract, today: date, chunk_rows:
                 n,
             )
     all_breaches = pl.concat(breaches) if breaches else pl.DataFrame(schema=BREACH_SCHEMA)
-    frame = _empty_typed(contract) if not accepted else pl.concat(accepted)
+    # No rechunk: the accepted rows are the largest thing held, and a copy would double them.
+    frame = _empty_typed(contract) if not accepted else pl.concat(accepted, rechunk=False)
     # GX sees one chunk at a time; duplicates split across chunks are found here.
     if len(keys) > 1:
-        late = _cross_chunk_duplicates(pl.concat(keys), unique_cols, all_breaches)
+        late, raw = _cross_chunk_duplicates(
+            pl.concat(keys), unique_cols, all_breaches,
+            lambda rows: conform_rows(path, contract, conformance, rows, chunk_rows),
+        )
         if late.height:
             all_breaches = pl.concat([all_breaches, late])
             frame = frame.filter(~pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
-            raw = conform_rows(path, contract, conformance, late[ROW_NUMBER], chunk_rows)
             quarantined_raw.append(raw)
     raw_frame = (
         pl.concat(quarantined_raw, how="diagonal_relaxed").unique(ROW_NUMBER).sort(ROW_NUMBER)
@@ -399,14 +524,39 @@ def _validate(path: Path, contract: DepartmentContract, today: date, chunk_rows:
     return _Result(frame, all_breaches, raw_frame, rows, conformance, neutralised)
 
 
-def _cross_chunk_duplicates(keys: pl.DataFrame, unique_cols: list[str], known: pl.DataFrame):
-    found = []
+def _key_hash(column: str) -> pl.Expr:
+    return pl.when(pl.col(column).is_not_null()).then(pl.col(column).hash(seed=0)).alias(column)
+
+
+def _cross_chunk_duplicates(keys: pl.DataFrame, unique_cols: list[str], known: pl.DataFrame,
+                            reread) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows whose unique key repeats across chunks and GX has not flagged: (breaches, their raw
+    rows). Candidates share a key hash; their values are re-read to rule out collisions."""
+    candidates = {}
     for col in unique_cols:
-        dup = keys.filter(pl.col(col).is_not_null() & pl.col(col).is_duplicated())
+        # Sorting the hashes finds repeats in far less memory than a hash table of them.
+        hashes = keys.get_column(col).drop_nulls().sort()
+        repeated = hashes.filter(hashes == hashes.shift(1)).unique()
+        del hashes
+        if repeated.len() == 0:
+            continue
+        dup = keys.filter(pl.col(col).is_in(repeated.implode()))
         flagged = known.filter((pl.col("rule") == "unique") & (pl.col("column") == col))
-        dup = dup.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode()))
-        found.append(dup.select(ROW_NUMBER, rule=pl.lit("unique"), column=pl.lit(col)))
-    return pl.concat(found).select(list(BREACH_SCHEMA))
+        if dup.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode())).height:
+            candidates[col] = (dup, flagged)
+    empty = pl.DataFrame(schema=BREACH_SCHEMA), pl.DataFrame(schema={ROW_NUMBER: pl.Int64})
+    if not candidates:
+        return empty
+    rows = pl.concat([dup.select(ROW_NUMBER) for dup, _ in candidates.values()]).unique()
+    raw = reread(rows[ROW_NUMBER])
+    found = []
+    for col, (_, flagged) in candidates.items():
+        value = pl.col(col).str.strip_chars()
+        exact = raw.filter(value.is_not_null() & value.is_duplicated())
+        exact = exact.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode()))
+        found.append(exact.select(ROW_NUMBER, rule=pl.lit("unique"), column=pl.lit(col)))
+    late = pl.concat(found).select(list(BREACH_SCHEMA))
+    return late, raw.filter(pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
 
 
 def conform_rows(path, contract, conformance, row_numbers: pl.Series, chunk_rows: int):
@@ -513,7 +663,7 @@ def inspect_delivery(
         missing_optional_columns=conformance.missing_optional,
         neutralised_cells=result.neutralised,
     )
-    return Received(result.frame.sort(ROW_NUMBER), outcome), quarantine
+    return Received(result.frame, outcome), quarantine  # chunks arrive in file order
 
 
 def receive_delivery(

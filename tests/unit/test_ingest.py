@@ -158,3 +158,20 @@ def test_unreadable_csv_is_rejected_without_the_parser_message(tmp_path, data, r
         list(extract.batches)
     assert str(caught.value).startswith(f"{path.name}: {rule}: ")
     assert "Zo" not in str(caught.value)
+
+
+def test_json_objects_in_a_text_column_are_type_failures(tmp_path):
+    import json
+
+    housing = CONTRACTS["housing"].model_copy(update={"format": "json"})
+    record = {"tenancy_ref": "T1", "uprn": "1", "first_name": {"given": "Ann"},
+              "last_name": "Smith", "birth_date": "1990-01-01", "postcode": "ZZ1 1AA",
+              "tenure": "Council", "household_size": 1, "rent_arrears": False}
+    path = tmp_path / "housing_20261030.json"
+    path.write_text(json.dumps([record, {**record, "tenancy_ref": "T2", "first_name": "Bo"}]))
+    extract = ingest.open_extract(path, housing)
+    conformance = ingest.conform_header(extract.header, housing, path.name)
+    frame = ingest.conform(next(extract.batches), conformance, housing)
+    typed, bad = ingest.coerce_types(frame, housing)
+    assert bad.rows() == [(1, "forename")]
+    assert typed["forename"].to_list() == [None, "Bo"]

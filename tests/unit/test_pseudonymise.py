@@ -214,3 +214,12 @@ def test_hmac_engines_agree_with_the_standard_library():
     empty = pl.DataFrame({"m": []}, schema={"m": pl.String})
     for engine in engines:
         assert tokenise_columns(empty, {"m": subkey}, engine).height == 0
+
+
+def test_library_errors_are_reraised_without_values(contracts, geography, rules, postcode):
+    from transforms.pseudonymise import PseudonymisationError
+
+    frame = asc_frame(postcode).with_columns(pl.lit(FORENAME).alias("row_number"))
+    with pytest.raises(PseudonymisationError) as caught:
+        pseudonymise(frame, contracts["adult_social_care"], KEY, geography, EXTRACT, rules)
+    assert FORENAME not in str(caught.value) and caught.value.__cause__ is None

@@ -71,7 +71,8 @@ def test_arrow_friendly_patterns_agree_with_python_on_ascii(value):
 def test_small_chunks_give_the_same_outcome_as_one(name, tmp_path):
     contract = CONTRACTS["adult_social_care"]
     whole, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY)
-    chunked, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY, chunk_rows=7)
+    # Chunks of 12 rows put the duplicated ids (rows 12 and 13) in different chunks.
+    chunked, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY, chunk_rows=12)
     assert chunked.outcome.quarantine_by_column == whole.outcome.quarantine_by_column
     assert chunked.frame.equals(whole.frame)
 
@@ -141,3 +142,22 @@ def test_no_cell_value_leaves_the_quarantine(tmp_path, caplog, capsys):
     assert inside.select(pl.any_horizontal(pl.all().str.contains(SENTINEL)).any()).item()
     captured = capsys.readouterr()
     assert SENTINEL not in captured.out + captured.err + caplog.text
+
+
+def test_the_synthetic_council_is_accepted_and_every_row_accounted_for(tmp_path):
+    from transforms.synthetic import DEFAULT_EXTRACT_DATE, generate_council
+
+    summary = generate_council(tmp_path, residents=3000, seed=11)
+    registry = DeliveryRegistry(tmp_path)
+    for department, contract in CONTRACTS.items():
+        path = next((tmp_path / "landing" / department).glob(contract.file_pattern))
+        received = receive_delivery(path, contract, tmp_path, DEFAULT_EXTRACT_DATE,
+                                    registry=registry)
+        outcome = received.outcome
+        registry.record(outcome)
+        assert outcome.status == "accepted"
+        assert outcome.rows_received == summary.rows[department]
+        assert outcome.rows_received == outcome.rows_accepted + outcome.rows_quarantined
+        assert received.frame.height == outcome.rows_accepted
+        assert outcome.dropped_columns == () and outcome.renamed_columns == {}
+    assert len(registry.all()) == len(CONTRACTS)
