@@ -12,8 +12,16 @@ from transforms.report import read_report, report_dir, write_report
 DECISIONS = ("approve", "reject")
 
 
-def decide(root: Path, release_id: str, *, name: str, role: str, decision: str,
-           conditions: str | None = None, demo: bool = False) -> Path | None:
+def decide(
+    root: Path,
+    release_id: str,
+    *,
+    name: str,
+    role: str,
+    decision: str,
+    conditions: str | None = None,
+    demo: bool = False,
+) -> Path | None:
     """Record the decision in the report and the audit log; publish when approved.
 
     Returns the catalogue path when the release was published, else None.
@@ -37,12 +45,17 @@ def decide(root: Path, release_id: str, *, name: str, role: str, decision: str,
         "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "automatic_demo_approval": demo,
     }
-    audit.record_event(root, f"release_{approval['decision']}", release_id=release_id,
-                       **{k: v for k, v in approval.items() if k != "decision"})
+    audit.record_event(
+        root,
+        f"release_{approval['decision']}",
+        release_id=release_id,
+        **{k: v for k, v in approval.items() if k != "decision"},
+    )
     published = None
     if decision == "approve":
         published = catalogue.publish_release(root, release_id, approval)
         audit.record_event(root, "release_published", release_id=release_id)
-    write_report(root, report.model_copy(update={"approval": approval,
-                                                 "status": approval["decision"]}))
+    write_report(
+        root, report.model_copy(update={"approval": approval, "status": approval["decision"]})
+    )
     return published

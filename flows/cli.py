@@ -13,6 +13,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from flows import anonymise_command, contracts_command, deliveries_command, keys_command
 from schemas.errors import CohortShareError, UserError
 
 EXAMPLE_QUERY = (
@@ -33,13 +34,21 @@ def _default_root() -> Path:
 
 
 def _add_root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=_default_root(),
-                        help="data root (default: $COHORTSHARE_ROOT or ./data)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=_default_root(),
+        help="data root (default: $COHORTSHARE_ROOT or ./data)",
+    )
 
 
 def _add_contracts(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--contracts", type=Path, default=Path("data_contracts"),
-                        help="folder of data contracts, hierarchies and policy (default: %(default)s)")
+    parser.add_argument(
+        "--contracts",
+        type=Path,
+        default=Path("data_contracts"),
+        help="folder of data contracts, hierarchies and policy (default: %(default)s)",
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -47,15 +56,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.residents < 1:
         raise UserError("--residents must be at least 1")
-    print(f"Generating a synthetic council of {args.residents:,} residents (seed {args.seed}) ...",
-          file=sys.stderr)
+    print(
+        f"Generating a synthetic council of {args.residents:,} residents (seed {args.seed}) ...",
+        file=sys.stderr,
+    )
     # Dated today, so the extracts are within every contract's freshness window.
-    summary = generate_council(args.root, args.residents, args.seed, noise=args.noise,
-                               extract_date=date.today())
+    summary = generate_council(
+        args.root, args.residents, args.seed, noise=args.noise, extract_date=date.today()
+    )
     for department, rows in sorted(summary.rows.items()):
         print(f"  {department:<20} {rows:>9,} rows")
-    print(f"Wrote {len(summary.rows)} extracts under {args.root / 'landing'} "
-          f"in {summary.seconds:.1f} s")
+    print(
+        f"Wrote {len(summary.rows)} extracts under {args.root / 'landing'} "
+        f"in {summary.seconds:.1f} s"
+    )
     return 0
 
 
@@ -66,16 +80,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = args.root / "reports" / release_id / "anonymisation_report.html"
     print(f"Release {release_id} staged, awaiting approval.")
     print(f"Anonymisation report: {report}")
-    print(f"To decide: cohortshare approve {release_id} --name NAME --role ROLE "
-          "--decision approve|reject")
+    print(
+        f"To decide: cohortshare approve {release_id} --name NAME --role ROLE "
+        "--decision approve|reject"
+    )
     return 0
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from flows.approval import decide
 
-    published = decide(args.root, args.release, name=args.name, role=args.role,
-                       decision=args.decision, conditions=args.conditions)
+    published = decide(
+        args.root,
+        args.release,
+        name=args.name,
+        role=args.role,
+        decision=args.decision,
+        conditions=args.conditions,
+    )
     if published:
         print(f"Release {args.release} approved and published; catalogue: {published}")
     else:
@@ -105,10 +127,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     landing = args.root / "landing"
     if not landing.is_dir() or not any(landing.rglob("*.*")):
         cmd_generate(args)
-    print("DEMO MODE: a local demo key pseudonymises the synthetic extracts, and the release is "
-          "approved automatically (labelled as an automatic demo approval).", file=sys.stderr)
-    release_id = share_cohorts(root=str(args.root), contracts=str(args.contracts), demo=True,
-                               demo_approval=True)
+    print(
+        "DEMO MODE: a local demo key pseudonymises the synthetic extracts, and the release is "
+        "approved automatically (labelled as an automatic demo approval).",
+        file=sys.stderr,
+    )
+    release_id = share_cohorts(
+        root=str(args.root), contracts=str(args.contracts), demo=True, demo_approval=True
+    )
     catalogue = args.root / "published" / CATALOGUE_FILE
     report = args.root / "reports" / release_id / "anonymisation_report.html"
     print()
@@ -130,23 +156,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a seeded synthetic council's extracts to landing/")
     _add_root(gen)
-    gen.add_argument("--residents", type=int, default=100_000, help="residents (default: %(default)s)")
+    gen.add_argument(
+        "--residents", type=int, default=100_000, help="residents (default: %(default)s)"
+    )
     gen.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
-    gen.add_argument("--noise", type=float, default=0.02,
-                     help="share of identifiers with realistic errors (default: %(default)s)")
+    gen.add_argument(
+        "--noise",
+        type=float,
+        default=0.02,
+        help="share of identifiers with realistic errors (default: %(default)s)",
+    )
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser("run", help="run the share_cohorts flow and stage a release for approval")
     _add_root(run)
     _add_contracts(run)
-    run.add_argument("--demo", action="store_true",
-                     help="use (and create if needed) a local demo key; never for real data")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="use (and create if needed) a local demo key; never for real data",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate a synthetic council, run, auto-approve, query")
     _add_root(demo)
     _add_contracts(demo)
-    demo.add_argument("--residents", type=int, default=100_000, help="residents (default: %(default)s)")
+    demo.add_argument(
+        "--residents", type=int, default=100_000, help="residents (default: %(default)s)"
+    )
     demo.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
     demo.add_argument("--noise", type=float, default=0.02, help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
@@ -162,16 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = sub.add_parser("query", help="query the published catalogue (read-only)")
     _add_root(query)
-    query.add_argument("sql", nargs="?", default=EXAMPLE_QUERY,
-                       help="SQL to run (default: an example query)")
+    query.add_argument(
+        "sql", nargs="?", default=EXAMPLE_QUERY, help="SQL to run (default: an example query)"
+    )
     query.set_defaults(func=cmd_query)
 
-    for module in ("anonymise_command", "contracts_command", "deliveries_command", "keys_command"):
-        try:
-            plugin = __import__(f"flows.{module}", fromlist=["add_parser"])
-        except ModuleNotFoundError:
-            continue
-        plugin.add_parser(sub)
+    for command in (anonymise_command, contracts_command, deliveries_command, keys_command):
+        command.add_parser(sub)
     return parser
 
 
@@ -192,9 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - last line of defence, see module docstring
         if os.environ.get("COHORTSHARE_DEBUG") == "1":
             raise
-        print(f"UnexpectedError: {type(error).__name__} (details withheld because library "
-              "messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted machine "
-              "to see them)", file=sys.stderr)
+        print(
+            f"UnexpectedError: {type(error).__name__} (details withheld because library "
+            "messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted machine "
+            "to see them)",
+            file=sys.stderr,
+        )
         return UNEXPECTED_EXIT
 
 

@@ -27,9 +27,9 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except Exception as error:
             raise PipelineError(
-                f"stage '{function.__name__}' failed with {type(error).__name__} (details withheld: "
-                "library messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted "
-                "machine and re-run to see them)"
+                f"stage '{function.__name__}' failed with {type(error).__name__} "
+                "(details withheld: library messages may quote data values; set "
+                "COHORTSHARE_DEBUG=1 on a restricted machine and re-run to see them)"
             ) from (error if _debug() else None)
 
     return run

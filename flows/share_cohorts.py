@@ -16,11 +16,12 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.approval import decide
 from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
 from flows.settings import Settings
 from schemas.contract import load_contracts
-from schemas.errors import DeliveryRejected, KeyCustodyError, NoDataError
+from schemas.errors import ConfigError, DeliveryRejected, KeyCustodyError, NoDataError
 from schemas.policy import load_cohorts, load_policy
 from schemas.report import DeliverySummary, ReleaseReport
 from transforms import audit, catalogue, release_checks
@@ -33,15 +34,19 @@ from transforms.link import link, load_linkage_rules
 from transforms.population import build_population
 from transforms.pseudonymise import pseudonymise
 from transforms.report import markdown_summary, write_report
-from transforms.secure import latest_tokens, write_tokens
+from transforms.secure import latest_tokens, write_parquet_atomically, write_tokens
 from transforms.tabulate import tabulate
 from transforms.validate import receive_delivery
 
 LIMITATIONS = [
     "Differencing across tables and releases is limited by rounding only; no secondary "
     "suppression is applied across tables yet.",
-    "Linkage is deterministic on keyed tokens; people recorded with different identifiers in "
-    "every department may be counted twice.",
+    "Linkage is deterministic on keyed tokens (data_contracts/linkage.yaml). When a weaker rule "
+    "would join records holding two different NHS numbers, NI numbers or dates of birth, the "
+    "link is refused and counted as a conflict; the records stay apart.",
+    "A record with neither a date of birth nor an NHS or NI number is linked by full name and "
+    "postcode only; people recorded that way in several departments may be counted twice.",
+    "Age is 'unknown' for people whose only records carry no date of birth (mostly council tax).",
 ]
 
 
@@ -82,7 +87,10 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     registry.record(outcome)
     logger.info(
         "%s: %s received %d, accepted %d, quarantined %d",
-        department, path.name, outcome.rows_received, outcome.rows_accepted,
+        department,
+        path.name,
+        outcome.rows_received,
+        outcome.rows_accepted,
         outcome.rows_quarantined,
     )
     return {**summary, "status": outcome.status, "pseudonymisation": counts.to_dict()}
@@ -109,11 +117,12 @@ def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
     population, _incomplete, population_counts = build_population(linked)
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)
-    population.write_parquet(secure / "population.parquet")
+    write_parquet_atomically(population, secure / "population.parquet")
     return {
         "deliveries": [meta["delivery_id"] for meta in inputs.values()],
-        "pseudonymisation": {meta["department"]: meta.get("pseudonymisation", {})
-                             for meta in inputs.values()},
+        "pseudonymisation": {
+            meta["department"]: meta.get("pseudonymisation", {}) for meta in inputs.values()
+        },
         "linkage": link_counts.to_dict(),
         "population": population_counts.to_dict(),
     }
@@ -128,12 +137,17 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
         settings.contracts / "hierarchies", list(policy.quasi_identifiers)
     )
     result = anonymise(
-        population, list(policy.quasi_identifiers), hierarchies, policy.k,
-        policy.max_suppression, l=policy.l_diversity, sensitive=policy.sensitive,
+        population,
+        list(policy.quasi_identifiers),
+        hierarchies,
+        policy.k,
+        policy.max_suppression,
+        l=policy.l_diversity,
+        sensitive=policy.sensitive,
     )
     out = settings.root / "secure" / "anonymised"
     out.mkdir(parents=True, exist_ok=True)
-    result.frame.write_parquet(out / "population.parquet")
+    write_parquet_atomically(result.frame, out / "population.parquet")
     return result.to_dict()
 
 
@@ -157,9 +171,13 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
 def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[DeliverySummary]:
     outcomes = {o.delivery_id: o for o in DeliveryRegistry(settings.root).all()}
     return [
-        DeliverySummary(**outcomes[d].model_dump(
-            mode="json", include=set(DeliverySummary.model_fields) | {"rejection"}))
-        for d in delivery_ids if d in outcomes
+        DeliverySummary(
+            **outcomes[d].model_dump(
+                mode="json", include=set(DeliverySummary.model_fields) | {"rejection"}
+            )
+        )
+        for d in delivery_ids
+        if d in outcomes
     ]
 
 
@@ -178,7 +196,8 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
         "people_released_to_cohort_tables": released,
     }
     accounting["balanced"] = (
-        accounting["rows_received"] == accounting["records_accepted"] + accounting["rows_quarantined"]
+        accounting["rows_received"]
+        == accounting["records_accepted"] + accounting["rows_quarantined"]
         and accounting["records_accepted"] == accounting["records_linked"]
     )
     return ReleaseReport(
@@ -187,8 +206,12 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
         status="awaiting approval",
         key_id=key_id,
         demo=settings.demo,
-        policy={**policy.model_dump(mode="json"), "min_published_count": policy.min_published_count,
-                "round_to": policy.rule.round_to, "rule_source": policy.rule.source},
+        policy={
+            **policy.model_dump(mode="json"),
+            "min_published_count": policy.min_published_count,
+            "round_to": policy.rule.round_to,
+            "rule_source": policy.rule.source,
+        },
         contracts={d: f"{c.contract_id} v{c.version}" for d, c in contracts.items()},
         deliveries=deliveries,
         pseudonymisation={"key_id": key_id, **linked["pseudonymisation"]},
@@ -204,14 +227,20 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
 
 @flow(name="share_cohorts", log_prints=False)
 @guarded
-def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: bool = False,
-                  demo_approval: bool = False) -> str:
+def share_cohorts(
+    root: str = "data",
+    contracts: str = "data_contracts",
+    demo: bool = False,
+    demo_approval: bool = False,
+) -> str:
     """Run every stage on the landing extracts and stage a release for IG approval.
 
     Returns the release id. With `demo_approval` (demo mode only) the release is approved
     automatically and the approval is labelled as an automatic demo approval.
     """
     quiet_user_error_tracebacks()
+    if demo_approval and not demo:
+        raise ConfigError("automatic approval exists only in demo mode (synthetic data, demo key)")
     settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
     logger = get_run_logger()
     contract_set = load_contracts(settings.contracts)
@@ -221,31 +250,59 @@ def share_cohorts(root: str = "data", contracts: str = "data_contracts", demo: b
     results = [process_delivery(settings, department, path) for department, path in files]
     for result in results:
         if result["status"] == "rejected":
-            audit.record_event(settings.root, "delivery_rejected", department=result["department"],
-                               file=result["file"], reason=result["reason"])
+            audit.record_event(
+                settings.root,
+                "delivery_rejected",
+                department=result["department"],
+                file=result["file"],
+                reason=result["reason"],
+            )
     linked = link_population(settings, key_id)
     anonymised = anonymise_population(settings)
     release_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     metadata = {
-        "release_id": release_id, "key_id": key_id, "levels": anonymised["levels"],
+        "release_id": release_id,
+        "key_id": key_id,
+        "levels": anonymised["levels"],
         "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
     }
     staged = stage_candidate(settings, release_id, metadata)
     rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
     deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
-    report = build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged,
-                          contract_set)
+    report = build_report(
+        settings, release_id, key_id, deliveries, linked, anonymised, staged, contract_set
+    )
     json_path, html_path = write_report(settings.root, report)
-    create_markdown_artifact(markdown=markdown_summary(report), key="anonymisation-report",
-                             description=f"Release {release_id}: counts only")
-    audit.record_event(settings.root, "release_staged", release_id=release_id, key_id=key_id,
-                       tables=[t["table"] for t in staged["tables"]])
+    create_markdown_artifact(
+        markdown=markdown_summary(report),
+        key="anonymisation-report",
+        description=f"Release {release_id}: counts only",
+    )
+    audit.record_event(
+        settings.root,
+        "release_staged",
+        release_id=release_id,
+        key_id=key_id,
+        tables=[t["table"] for t in staged["tables"]],
+    )
     logger.info("release %s staged; report at %s", release_id, html_path)
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     if demo_approval:
-        from flows.approval import decide  # local: approval is also a CLI entry point
-
-        decide(settings.root, release_id, name="automatic demo approval",
-               role="demo (no human review)", decision="approve",
-               conditions="synthetic data only", demo=demo)
+        decide(
+            settings.root,
+            release_id,
+            name="automatic demo approval",
+            role="demo (no human review)",
+            decision="approve",
+            conditions="synthetic data only",
+            demo=True,
+        )
+    elif not policy.require_approval:
+        decide(
+            settings.root,
+            release_id,
+            name=f"disclosure policy {policy.name}",
+            role="approval not required by policy",
+            decision="approve",
+        )
     return release_id
-

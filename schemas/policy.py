@@ -16,7 +16,7 @@ from schemas.errors import ConfigError
 
 
 class SmallNumberRule(BaseModel):
-    """Counts from 1 to `suppress_at_or_below` are suppressed; the rest are rounded to `round_to`."""
+    """Counts 1 to `suppress_at_or_below` are suppressed; the rest are rounded to `round_to`."""
 
     model_config = ConfigDict(frozen=True)
 

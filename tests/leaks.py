@@ -57,13 +57,17 @@ def readable_text(path: Path) -> str:
         table = pq.read_table(path)
         cells = table.to_pylist()
         meta = b" ".join(k + b" " + v for k, v in (table.schema.metadata or {}).items())
-        return meta.decode("utf-8", "replace") + "\n" + "\n".join(
-            " | ".join(str(v) for v in row.values()) for row in cells
+        return (
+            meta.decode("utf-8", "replace")
+            + "\n"
+            + "\n".join(" | ".join(str(v) for v in row.values()) for row in cells)
         )
     if path.suffix == ".duckdb":
         con = duckdb.connect(str(path), read_only=True)
         try:
-            names = [r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()]
+            names = [
+                r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
+            ]
             return "\n".join(str(con.sql(f'SELECT * FROM "{n}"').fetchall()) for n in names)
         finally:
             con.close()

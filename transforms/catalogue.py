@@ -76,7 +76,9 @@ def read_release_metadata(path: Path) -> dict[str, Any]:
 def _make_read_only(folder: Path) -> None:
     for path in folder.iterdir():
         path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    folder.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+    folder.chmod(
+        stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH
+    )
 
 
 def publish_release(root: Path, release_id: str, approval: dict[str, Any]) -> Path:
@@ -145,9 +147,7 @@ def rebuild_catalogue(root: Path) -> Path:
             latest = releases[-1]
             for path in sorted(latest.glob("*.parquet")):
                 absolute = _sql_literal(str(path.resolve()))
-                con.execute(
-                    f'CREATE VIEW "{path.stem}" AS SELECT * FROM read_parquet({absolute})'
-                )
+                con.execute(f'CREATE VIEW "{path.stem}" AS SELECT * FROM read_parquet({absolute})')
         con.execute("CHECKPOINT")
     finally:
         con.close()

@@ -58,7 +58,9 @@ def _true_counts_sql(table, view: str) -> str:
     """SQL for the true count behind each row of one cohort table, written independently."""
     source = "population"
     if table.per_department:
-        source = "(SELECT * EXCLUDE (departments), unnest(departments) AS department FROM population)"
+        source = (
+            "(SELECT * EXCLUDE (departments), unnest(departments) AS department FROM population)"
+        )
     if table.unit == "households":
         source = (
             f"(SELECT household_key, arg_min(COLUMNS(* EXCLUDE (household_key)), person_key) "
@@ -103,7 +105,7 @@ def check_release(
         for table in cohorts.tables:
             path = staged[table.name]
             con.execute(f"CREATE OR REPLACE VIEW staged AS SELECT * FROM read_parquet('{path}')")
-            (n_below, n), = con.sql(
+            ((n_below, n),) = con.sql(
                 _true_counts_sql(table, "staged"), params={"k": policy.min_published_count}
             ).fetchall()
             published_small = con.sql(

@@ -1,4 +1,4 @@
-"""Write the anonymisation report as JSON (for machines and the audit trail) and HTML (for people)."""
+"""Write the anonymisation report as JSON (for machines and the audit) and HTML (for people)."""
 
 from __future__ import annotations
 

@@ -45,6 +45,13 @@ def write_tokens(
     return target
 
 
+def write_parquet_atomically(frame: pl.DataFrame, target: Path) -> None:
+    """Write under a temporary name and rename, so readers never see half a file."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, target)
+
+
 def read_metadata(path: Path) -> dict[str, Any]:
     raw = pq.read_schema(path).metadata or {}
     return json.loads(raw.get(METADATA_KEY, b"{}"))

@@ -1,4 +1,4 @@
-"""The `cohortshare` command as a user meets it: one-line errors, distinct exit codes, no traceback."""
+"""`cohortshare` as a user meets it: one-line errors, distinct exit codes, no traceback."""
 
 import os
 import subprocess
@@ -12,8 +12,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def cohortshare(*args: str, cwd: Path = REPO, env: dict | None = None):
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], cwd=cwd, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=120,
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=120,
     )
 
 
@@ -28,8 +32,20 @@ def test_help_lists_every_command():
     ("args", "error", "code"),
     [
         (["query"], "ReleaseError: no catalogue", 8),
-        (["approve", "20990101T000000Z-x", "--name", "A", "--role", "B", "--decision", "approve"],
-         "ReleaseError: no report for release", 8),
+        (
+            [
+                "approve",
+                "20990101T000000Z-x",
+                "--name",
+                "A",
+                "--role",
+                "B",
+                "--decision",
+                "approve",
+            ],
+            "ReleaseError: no report for release",
+            8,
+        ),
         (["generate", "--residents", "0"], "UserError: --residents must be at least 1", 2),
     ],
 )
@@ -46,7 +62,9 @@ def test_bad_query_is_a_user_error_not_a_traceback(tmp_path):
 
     from transforms import catalogue
 
-    catalogue.stage_release(tmp_path, "r1", {"cohort_x": pl.DataFrame({"a": ["x"], "people": [10]})}, {})
+    catalogue.stage_release(
+        tmp_path, "r1", {"cohort_x": pl.DataFrame({"a": ["x"], "people": [10]})}, {}
+    )
     catalogue.publish_release(tmp_path, "r1", {"decision": "approved"})
     ok = cohortshare("query", "SELECT people FROM cohort_x", "--root", str(tmp_path))
     assert ok.returncode == 0 and "10" in ok.stdout

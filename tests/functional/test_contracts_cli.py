@@ -30,7 +30,9 @@ def contracts(tmp_path) -> Path:
 def _git(cwd: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=Test", "-c", "user.email=test@example.invalid", *args],
-        cwd=cwd, check=True, capture_output=True,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -51,20 +53,28 @@ def test_check_reports_breaking_changes_against_git(contracts, capsys):
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "contracts")
     housing = contracts / "housing.odcs.yaml"
-    _edit(housing, "validValues: [Council, Housing association, Temporary accommodation, "
-          "Private rented]", "validValues: [Council, Housing association]")
+    _edit(
+        housing,
+        "validValues: [Council, Housing association, Temporary accommodation, Private rented]",
+        "validValues: [Council, Housing association]",
+    )
     _edit(housing, "physicalName: tenure", "physicalName: tenure_type")
-    _edit(housing, "{property: privacyRole, value: sensitive}",
-          "{property: privacyRole, value: attribute}")
+    _edit(
+        housing,
+        "{property: privacyRole, value: sensitive}",
+        "{property: privacyRole, value: attribute}",
+    )
     _edit(contracts / "benefits.odcs.yaml", "version: 1.0.0", "version: 1.1.0")
     code = main(["contracts", "check", "--contracts", str(contracts)])
     captured = capsys.readouterr()
     assert code == 4
     assert "housing.odcs.yaml: 1.0.0 -> 1.0.0, 3 breaking change(s)" in captured.out
-    for change in ["column 'tenure': allowed values narrowed",
-                   "column 'tenure': header renamed from 'tenure' to 'tenure_type'",
-                   "column 'in_rent_arrears': privacy role changed from sensitive to attribute",
-                   "version not bumped"]:
+    for change in [
+        "column 'tenure': allowed values narrowed",
+        "column 'tenure': header renamed from 'tenure' to 'tenure_type'",
+        "column 'in_rent_arrears': privacy role changed from sensitive to attribute",
+        "version not bumped",
+    ]:
         assert change in captured.out
     assert "benefits.odcs.yaml: 1.0.0 -> 1.1.0, no breaking change" in captured.out
     assert captured.err.startswith("ContractError: 3 breaking change(s) against HEAD: ")
@@ -84,12 +94,16 @@ def test_docs_render_a_page_per_contract(contracts, tmp_path, capsys):
     out = tmp_path / "pages"
     assert main(["contracts", "docs", "--contracts", str(contracts), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "adult_social_care.md", "benefits.md", "childrens_services.md", "council_tax.md",
-        "housing.md", "index.md",
+        "adult_social_care.md",
+        "benefits.md",
+        "childrens_services.md",
+        "council_tax.md",
+        "housing.md",
+        "index.md",
     ]
     page = (out / "adult_social_care.md").read_text(encoding="utf-8")
     assert "# Adult social care clients" in page
-    assert "| **nhs_number** (`NHS Number`; also \"NHS No\", \"NHS No.\")" in page
+    assert '| **nhs_number** (`NHS Number`; also "NHS No", "NHS No.")' in page
     assert "replaced by a keyed token for linkage, then removed" in page
     assert "nhs mod11 check digit" in page
     assert "**support_not_before_birth**" in page
@@ -98,8 +112,9 @@ def test_docs_render_a_page_per_contract(contracts, tmp_path, capsys):
 def test_deliveries_lists_the_registry_with_its_accounting(tmp_path, capsys):
     contract = load_contracts(REPO / "data_contracts")["adult_social_care"]
     today = dt.date(2026, 11, 2)
-    outcome = receive_delivery(FIXTURES / "bad_postcode_20261030.csv", contract, tmp_path,
-                               today).outcome
+    outcome = receive_delivery(
+        FIXTURES / "bad_postcode_20261030.csv", contract, tmp_path, today
+    ).outcome
     DeliveryRegistry(tmp_path).record(outcome)
     assert main(["deliveries", "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -111,11 +126,23 @@ def test_deliveries_lists_the_registry_with_its_accounting(tmp_path, capsys):
 
 
 def test_deliveries_check_rejects_in_one_line_with_exit_5(tmp_path, capsys):
-    code = main(["deliveries", "check", str(FIXTURES / "truncated_csv_20261030.csv"),
-                 "--department", "adult_social_care", "--today", "2026-11-02",
-                 "--root", str(tmp_path)])
+    code = main(
+        [
+            "deliveries",
+            "check",
+            str(FIXTURES / "truncated_csv_20261030.csv"),
+            "--department",
+            "adult_social_care",
+            "--today",
+            "2026-11-02",
+            "--root",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 5
-    assert err == ("DeliveryRejected: truncated_csv_20261030.csv: truncated: the last row is cut "
-                   "short (no final newline)\n")
+    assert err == (
+        "DeliveryRejected: truncated_csv_20261030.csv: truncated: the last row is cut "
+        "short (no final newline)\n"
+    )
     assert not (tmp_path / "audit").exists()

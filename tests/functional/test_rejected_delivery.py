@@ -20,16 +20,21 @@ def test_missing_required_column_rejects_only_that_delivery(prefect_harness, tmp
     [extract] = (tmp_path / "landing" / "council_tax").glob("*.csv")
     text = extract.read_bytes().decode(contract.encoding)
     header, body = text.split("\r\n", 1)
-    extract.write_bytes(("\r\n".join([header.replace("Surname", "Family Name"), body]))
-                        .encode(contract.encoding))
+    extract.write_bytes(
+        ("\r\n".join([header.replace("Surname", "Family Name"), body])).encode(contract.encoding)
+    )
 
     release = share_cohorts(root=str(tmp_path), contracts=str(CONTRACTS), demo=True)
 
     report = json.loads((tmp_path / "reports" / release / "anonymisation_report.json").read_text())
     statuses = {d["department"]: d["status"] for d in report["deliveries"]}
-    assert statuses == {"adult_social_care": "accepted", "benefits": "accepted",
-                        "childrens_services": "accepted", "council_tax": "rejected",
-                        "housing": "accepted"}
+    assert statuses == {
+        "adult_social_care": "accepted",
+        "benefits": "accepted",
+        "childrens_services": "accepted",
+        "council_tax": "rejected",
+        "housing": "accepted",
+    }
     [rejected] = [d for d in report["deliveries"] if d["status"] == "rejected"]
     assert extract.name in rejected["rejection"] and "surname" in rejected["rejection"]
     assert report["accounting"]["balanced"] is True

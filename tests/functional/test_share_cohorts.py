@@ -2,8 +2,8 @@
 
 import json
 import stat
-from datetime import date
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -26,8 +26,9 @@ def published(prefect_harness, tmp_path_factory):
     root = tmp_path_factory.mktemp("council")
     with _home_of(root):
         generate_council(root, RESIDENTS, seed=11, extract_date=date.today())
-        release = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True,
-                                demo_approval=True)
+        release = share_cohorts(
+            root=str(root), contracts=str(CONTRACTS), demo=True, demo_approval=True
+        )
     return root, release
 
 
@@ -52,9 +53,12 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
     policy = load_policy(CONTRACTS / "disclosure_policy.yaml")
     con = _catalogue(root)
     try:
-        tables = [r[0] for r in con.sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cohort_%'"
-        ).fetchall()]
+        tables = [
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cohort_%'"
+            ).fetchall()
+        ]
         assert len(tables) == 4
         for table in tables:
             unit = "households" if "households" in table else "people"
@@ -75,8 +79,10 @@ def test_report_accounts_for_every_row_and_is_labelled_demo(published):
     assert report["approval"]["automatic_demo_approval"] is True
     accounting = report["accounting"]
     assert accounting["balanced"] is True
-    assert accounting["rows_received"] == accounting["records_accepted"] + accounting[
-        "rows_quarantined"]
+    assert (
+        accounting["rows_received"]
+        == accounting["records_accepted"] + accounting["rows_quarantined"]
+    )
     assert accounting["people_linked"] == (
         accounting["people_withheld_no_area"]
         + accounting["people_suppressed_by_anonymiser"]
@@ -105,7 +111,9 @@ def test_leak_scan_would_catch_a_leak(published, tmp_path):
 
 def test_audit_log_records_staging_approval_and_publication(published):
     root, release = published
-    events = [json.loads(line) for line in (root / "audit" / "audit.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line) for line in (root / "audit" / "audit.jsonl").read_text().splitlines()
+    ]
     kinds = [e["event"] for e in events if e.get("release_id") == release]
     assert kinds == ["release_staged", "release_approved", "release_published"]
 
@@ -133,19 +141,28 @@ def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(publish
         with _home_of(root):
             second = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
         assert second != first
-        decide(root, second, name="A. Officer", role="Information Governance Lead",
-               decision="approve", conditions="internal use")
+        decide(
+            root,
+            second,
+            name="A. Officer",
+            role="Information Governance Lead",
+            decision="approve",
+            conditions="internal use",
+        )
         assert analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0] == before == 1
     finally:
         analyst.close()
     fresh = _catalogue(root)
     try:
-        assert [r[0] for r in fresh.sql("SELECT release_id FROM releases ORDER BY 1").fetchall()] \
-            == sorted([first, second])
+        assert [
+            r[0] for r in fresh.sql("SELECT release_id FROM releases ORDER BY 1").fetchall()
+        ] == sorted([first, second])
     finally:
         fresh.close()
     report = json.loads((root / "reports" / second / "anonymisation_report.json").read_text())
     assert {d["delivery_id"] for d in report["deliveries"]} == {
-        d["delivery_id"] for d in json.loads(
-            (root / "reports" / first / "anonymisation_report.json").read_text())["deliveries"]
+        d["delivery_id"]
+        for d in json.loads((root / "reports" / first / "anonymisation_report.json").read_text())[
+            "deliveries"
+        ]
     }

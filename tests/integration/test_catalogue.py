@@ -8,25 +8,46 @@ from schemas.policy import CohortDefinitions, CohortTable, DisclosurePolicy
 from transforms import catalogue
 from transforms.release_checks import check_release, scan_values
 
-POLICY = DisclosurePolicy(name="test", k=10, max_suppression=0.0,
-                          small_number_rule="ons_threshold_10", quasi_identifiers=("lsoa",))
-COHORTS = CohortDefinitions(tables=(CohortTable(
-    name="cohort_by_area", title="t", description="d", unit="people",
-    dimensions={"area": "lsoa"}),))
-APPROVAL = {"decision": "approved", "name": "A. Officer", "role": "IG lead",
-            "decided_at": "2026-11-21T00:00:00+00:00", "conditions": ""}
+POLICY = DisclosurePolicy(
+    name="test",
+    k=10,
+    max_suppression=0.0,
+    small_number_rule="ons_threshold_10",
+    quasi_identifiers=("lsoa",),
+)
+COHORTS = CohortDefinitions(
+    tables=(
+        CohortTable(
+            name="cohort_by_area",
+            title="t",
+            description="d",
+            unit="people",
+            dimensions={"area": "lsoa"},
+        ),
+    )
+)
+APPROVAL = {
+    "decision": "approved",
+    "name": "A. Officer",
+    "role": "IG lead",
+    "decided_at": "2026-11-21T00:00:00+00:00",
+    "conditions": "",
+}
 
 
 def _population(tmp_path, sizes):
     areas = [a for a, n in sizes.items() for _ in range(n)]
     path = tmp_path / "population.parquet"
-    pl.DataFrame({"person_key": [f"p{i}" for i in range(len(areas))], "lsoa": areas}) \
-        .write_parquet(path)
+    pl.DataFrame({"person_key": [f"p{i}" for i in range(len(areas))], "lsoa": areas}).write_parquet(
+        path
+    )
     return path
 
 
 def _stage(root, release, table):
-    return catalogue.stage_release(root, release, {"cohort_by_area": table}, {"release_id": release})
+    return catalogue.stage_release(
+        root, release, {"cohort_by_area": table}, {"release_id": release}
+    )
 
 
 def test_checks_pass_on_an_honest_release(tmp_path):
@@ -59,8 +80,18 @@ def test_identifier_scan_stops_a_release_and_names_the_kind_not_the_value(tmp_pa
     assert "nhs_number" in str(error.value) and "5919" not in str(error.value)
 
 
-@pytest.mark.parametrize("value", ["ZZ1 2AB", "AB123456C", "9434765919", "1980-02-01",
-                                   "someone@example.org", "07700 900123", "1a2b3c4d5e6f7a8b9c"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ZZ1 2AB",
+        "AB123456C",
+        "9434765919",
+        "1980-02-01",
+        "someone@example.org",
+        "07700 900123",
+        "1a2b3c4d5e6f7a8b9c",
+    ],
+)
 def test_scan_recognises_identifier_shapes(value):
     assert scan_values([value])
 

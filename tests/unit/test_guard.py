@@ -37,7 +37,8 @@ def test_user_error_tracebacks_are_dropped_from_run_logs():
     except DeliveryRejected:
         import sys
 
-        record = logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed",
-                                   None, sys.exc_info())
+        record = logging.LogRecord(
+            "prefect.task_runs", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
     assert _DropUserErrorTracebacks().filter(record) is True
     assert record.exc_info is None

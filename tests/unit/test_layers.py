@@ -35,7 +35,8 @@ def _sources() -> list[Path]:
 def test_layers_import_one_way_only(path):
     own = LAYERS[path.relative_to(REPO).parts[0]]
     upward = sorted(
-        name for name in _imports(path)
+        name
+        for name in _imports(path)
         if name.split(".")[0] in LAYERS and LAYERS[name.split(".")[0]] > own
     )
     assert upward == [], f"{path.relative_to(REPO)} reaches up a layer: {upward}"

@@ -6,13 +6,15 @@ import pytest
 from schemas.policy import SMALL_NUMBER_RULES, CohortTable, DisclosurePolicy
 from transforms.tabulate import round_to_base, tabulate
 
-TABLE = CohortTable(name="cohort_test", title="t", description="d", unit="people",
-                    dimensions={"area": "lsoa"})
+TABLE = CohortTable(
+    name="cohort_test", title="t", description="d", unit="people", dimensions={"area": "lsoa"}
+)
 
 
 def _policy(k: int, rule: str) -> DisclosurePolicy:
-    return DisclosurePolicy(name="test", k=k, max_suppression=0.0, small_number_rule=rule,
-                            quasi_identifiers=("lsoa",))
+    return DisclosurePolicy(
+        name="test", k=k, max_suppression=0.0, small_number_rule=rule, quasi_identifiers=("lsoa",)
+    )
 
 
 def _population(sizes: dict[str, int]) -> pl.DataFrame:
@@ -50,25 +52,36 @@ def test_round_half_up_to_base_five(count, rounded):
 
 
 def test_per_department_tables_count_a_resident_once_in_each_department():
-    table = CohortTable(name="cohort_d", title="t", description="d", unit="people",
-                        per_department=True, dimensions={"department": "department"})
-    population = pl.DataFrame({
-        "person_key": [f"p{i}" for i in range(12)],
-        "departments": [["housing", "benefits"]] * 12,
-    })
+    table = CohortTable(
+        name="cohort_d",
+        title="t",
+        description="d",
+        unit="people",
+        per_department=True,
+        dimensions={"department": "department"},
+    )
+    population = pl.DataFrame(
+        {
+            "person_key": [f"p{i}" for i in range(12)],
+            "departments": [["housing", "benefits"]] * 12,
+        }
+    )
     published, counts = tabulate(population, table, _policy(10, "ons_threshold_10"))
     assert dict(published.iter_rows()) == {"benefits": 12, "housing": 12}
     assert counts.units_in_published_cells == 24
 
 
 def test_household_tables_count_households_not_people():
-    table = CohortTable(name="cohort_h", title="t", description="d", unit="households",
-                        dimensions={"area": "lsoa"})
-    population = pl.DataFrame({
-        "person_key": [f"p{i}" for i in range(30)],
-        "household_key": [f"h{i // 3}" for i in range(30)],
-        "lsoa": ["a"] * 30,
-    })
+    table = CohortTable(
+        name="cohort_h", title="t", description="d", unit="households", dimensions={"area": "lsoa"}
+    )
+    population = pl.DataFrame(
+        {
+            "person_key": [f"p{i}" for i in range(30)],
+            "household_key": [f"h{i // 3}" for i in range(30)],
+            "lsoa": ["a"] * 30,
+        }
+    )
     published, _ = tabulate(population, table, _policy(10, "ons_threshold_10"))
     assert dict(published.iter_rows()) == {"a": 10}
 
