@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import polars as pl
@@ -72,24 +73,31 @@ def run(args: argparse.Namespace) -> int:
     hierarchies = load_hierarchies(args.hierarchies, quasi_identifiers)
     frame = read_table(args.input, args.sep)
     population = read_table(args.population, args.sep) if args.population else None
-    result = anonymise(
-        frame,
-        quasi_identifiers,
-        hierarchies,
-        k=args.k,
-        max_suppression=args.max_suppression,
-        l=args.l,
-        sensitive=args.sensitive,
-        l_variant=args.l_variant,
-        t=args.t,
-        population=population,
-    )
-    summary = result.to_dict()
+    # A scanned Parquet file is read while anonymising and again while writing.
+    streamed = _streaming(args.input) if isinstance(frame, pl.LazyFrame) else nullcontext()
+    with streamed:
+        result = anonymise(
+            frame,
+            quasi_identifiers,
+            hierarchies,
+            k=args.k,
+            max_suppression=args.max_suppression,
+            l=args.l,
+            sensitive=args.sensitive,
+            l_variant=args.l_variant,
+            t=args.t,
+            population=population,
+        )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        result.frame.write_parquet(args.output)
+        # Streamed: the released table is never held whole in memory.
+        streamed = _streaming(args.input) if isinstance(frame, pl.LazyFrame) else nullcontext()
+        with streamed:
+            output_rows = result.write_parquet(args.output)
+    summary = result.to_dict()
+    if args.output:
         summary["output"] = str(args.output)
-        summary["output_rows"] = result.frame.height
+        summary["output_rows"] = output_rows
     if args.json:
         print(json.dumps(summary))
     else:
@@ -97,21 +105,43 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_table(path: Path, sep: str) -> pl.DataFrame:
-    """Read a CSV (every column as text, so codes keep their spelling) or Parquet file.
+def read_table(path: Path, sep: str) -> pl.DataFrame | pl.LazyFrame:
+    """Read a CSV (every column as text, so codes keep their spelling) or scan a Parquet file.
 
-    Reader errors are replaced by a message naming the file only: parser messages can quote
-    the offending cell.
+    Parquet is scanned, not read: the anonymiser streams it (count, then write), so a large
+    file is never held whole. Its metadata is read here so a file that is not Parquet fails
+    now. Reader errors are replaced by a message naming the file only: parser messages can
+    quote the offending cell.
     """
     if not path.exists():
         raise ConfigError(f"input file {path} does not exist")
-    try:
+    with _reading(path, sep):
         if path.suffix.lower() == ".parquet":
-            return pl.read_parquet(path)
+            frame = pl.scan_parquet(path)
+            frame.collect_schema()
+            return frame
         return pl.read_csv(path, separator=sep, infer_schema=False)
+
+
+@contextmanager
+def _reading(path: Path, sep: str):
+    """Reader errors as a message naming the file only."""
+    try:
+        yield
     except (pl.exceptions.PolarsError, OSError, ValueError):
         raise ConfigError(
             f"could not read {path.name} (expected Parquet, or CSV separated by {sep!r})"
+        ) from None
+
+
+@contextmanager
+def _streaming(path: Path):
+    """Errors of a scanned file surface when it is streamed: name the file only."""
+    try:
+        yield
+    except pl.exceptions.PolarsError:
+        raise ConfigError(
+            f"could not stream {path.name} (damaged Parquet, or the output cannot be written)"
         ) from None
 
 

@@ -32,9 +32,16 @@ class ContractError(UserError):
 
 
 class DeliveryRejected(UserError):
-    """A delivery failed a file-level check and was rejected as a whole."""
+    """A delivery failed a file-level check and was rejected as a whole.
+
+    The raiser attaches the rejected `outcome` (a schemas.delivery.DeliveryOutcome), the `rule`
+    and the `count` of offending rows or columns, so callers can record the rejection.
+    """
 
     exit_code = 5
+    outcome = None
+    rule: str | None = None
+    count: int | None = None
 
 
 class KeyCustodyError(UserError):

@@ -23,7 +23,7 @@ import polars as pl
 from schemas.errors import ConfigError, DisclosureError, HierarchyError, NoDataError
 from transforms import utility
 from transforms.evaluation import NodeCheck, NodeEvaluator
-from transforms.groupify import histogram, histogram_frame, pack
+from transforms.groupify import histogram, histogram_query, low_weights
 from transforms.hierarchy import Hierarchy, encode_frame
 from transforms.lattice import Lattice, find_optimum
 from transforms.privacy_models import PrivacyModels
@@ -50,16 +50,32 @@ class AnonymisationResult:
     seconds: float
     phases: dict
     l_achieved: float | None = None
-    _source: pl.DataFrame | None = field(default=None, repr=False)
     _output: _Output | None = field(default=None, repr=False)
+
+    def lazy_frame(self) -> pl.LazyFrame:
+        """The released rows as a query over the input: each QI replaced by its generalised
+        label, rows of failing classes removed, input order kept. Nothing is computed until
+        it is collected or sunk; `write_parquet` streams it to a file."""
+        return self._output.lazy_frame()
 
     @cached_property
     def frame(self) -> pl.DataFrame:
-        """The input rows, each QI replaced by its generalised label, failing rows removed."""
+        """The released rows, materialised (see `lazy_frame`; prefer `write_parquet` for
+        large tables)."""
         started = time.perf_counter()
-        out = self._output.apply(self._source, self.quasi_identifiers)
+        out = self._output.lazy_frame().collect(engine=self._output.engine)
         self.phases["output"] = round(time.perf_counter() - started, 6)
         return out
+
+    def write_parquet(self, path) -> int:
+        """Stream the released rows to a Parquet file; returns the number of rows written."""
+        started = time.perf_counter()
+        if "frame" in self.__dict__:  # already materialised
+            self.frame.write_parquet(path)
+        else:
+            self._output.lazy_frame().sink_parquet(path, engine="streaming")
+        self.phases["output"] = round(time.perf_counter() - started, 6)
+        return self.records - self.suppressed
 
     def to_dict(self) -> dict:
         """JSON-ready summary: levels, counts and measures, never a cell value."""
@@ -104,20 +120,35 @@ def anonymise(
     """
     clock = _Clock()
     models = PrivacyModels(k=k, l=l, l_variant=l_variant, t=t, sensitive=sensitive)
-    if isinstance(frame, pl.LazyFrame):
-        frame = frame.collect()
-    _validate(frame, quasi_identifiers, hierarchies, max_suppression, sensitive)
-    records = frame.height
-    if records == 0:
-        raise NoDataError("there are no records to anonymise")
+    # Polars plans the counting over the source without materialising the records: a scanned
+    # file is read in batches by the streaming engine, an in-memory frame is read in place.
+    streaming = isinstance(frame, pl.LazyFrame)
+    source = frame if streaming else frame.lazy()
+    engine = "streaming" if streaming else "auto"
+    schema = source.collect_schema()
+    _validate(schema.names(), quasi_identifiers, hierarchies, max_suppression, sensitive)
 
-    hierarchy_list = [_covering(hierarchies[q], frame[q]) for q in quasi_identifiers]
-    codes = encode_frame(frame, quasi_identifiers, hierarchy_list)
-    codes, sensitive_radix = _with_sensitive_codes(codes, frame, sensitive, models)
+    hierarchy_list, sensitive_values = _domains(
+        source, schema, quasi_identifiers, hierarchies, sensitive, models, engine
+    )
+    code_exprs = [
+        leaf_code(q, schema[q], h) for q, h in zip(quasi_identifiers, hierarchy_list, strict=True)
+    ]
+    sensitive_radix = 1
+    if sensitive_values is not None:
+        sensitive_radix = len(sensitive_values)
+        code_exprs.append(_sensitive_code(sensitive, schema[sensitive], sensitive_values))
+    else:
+        code_exprs.append(pl.lit(0, dtype=pl.UInt32))
     clock.lap("encode")
 
     radices = tuple(h.domain_size for h in hierarchy_list) + (sensitive_radix,)
-    base = histogram_frame(codes, radices)
+    base, uncoded = histogram_query(source, code_exprs, radices, engine)
+    if uncoded:
+        _raise_uncovered(source, quasi_identifiers, hierarchy_list, uncoded)
+    records = int(base.counts.sum())
+    if records == 0:
+        raise NoDataError("there are no records to anonymise")
     clock.lap("histogram")
 
     max_outliers = math.floor(max_suppression * records + 1e-9)
@@ -190,7 +221,9 @@ def anonymise(
             else 2 ** stats.entropy[released].min()
         )
 
-    failing_keys = cells.keys[stats.failing[ids]] if suppressed else None
+    failing_classes = None
+    if suppressed:
+        failing_classes = np.unique(cells.keys[stats.failing[ids]] // sensitive_radix)
     clock.lap("result")
 
     metrics = {
@@ -226,8 +259,16 @@ def anonymise(
         seconds=clock.total(),
         phases=clock.phases,
         l_achieved=l_achieved,
-        _source=frame,
-        _output=_Output(codes, hierarchy_list, chosen, cells.radices, failing_keys),
+        _output=_Output(
+            source,
+            schema,
+            list(quasi_identifiers),
+            hierarchy_list,
+            chosen,
+            cells.radices[:-1],
+            failing_classes,
+            engine,
+        ),
     )
 
 
@@ -252,18 +293,18 @@ def _describe(models: PrivacyModels) -> str:
     return ", ".join(f"{k}={v}" for k, v in models.describe().items())
 
 
-def _validate(frame, quasi_identifiers, hierarchies, max_suppression, sensitive) -> None:
+def _validate(columns, quasi_identifiers, hierarchies, max_suppression, sensitive) -> None:
     """Report every configuration problem at once."""
     problems = []
     if not quasi_identifiers:
         problems.append("at least one quasi-identifier is needed")
     if len(set(quasi_identifiers)) != len(quasi_identifiers):
         problems.append("quasi-identifiers are listed more than once")
-    missing = [q for q in quasi_identifiers if q not in frame.columns]
+    missing = [q for q in quasi_identifiers if q not in columns]
     if missing:
         problems.append(f"quasi-identifier columns not in the data: {', '.join(missing)}")
     if sensitive is not None:
-        if sensitive not in frame.columns:
+        if sensitive not in columns:
             problems.append(f"sensitive column '{sensitive}' is not in the data")
         if sensitive in quasi_identifiers:
             problems.append(f"column '{sensitive}' cannot be both quasi-identifier and sensitive")
@@ -276,56 +317,113 @@ def _validate(frame, quasi_identifiers, hierarchies, max_suppression, sensitive)
         raise HierarchyError(f"no hierarchy declared for: {', '.join(no_hierarchy)}")
 
 
-def _covering(hierarchy: Hierarchy, column: pl.Series) -> Hierarchy:
-    if not hierarchy.is_open:
-        return hierarchy
-    return hierarchy.covering(column.cast(pl.String).unique().drop_nulls().to_list())
-
-
-def _with_sensitive_codes(codes: pl.DataFrame, frame, sensitive, models):
-    """Append the sensitive attribute's codes (or a constant 0) as the last code column."""
+def _domains(source, schema, names, hierarchies, sensitive, models, engine):
+    """Hierarchies expanded over the data's values where open (dates, postcodes), and the
+    sorted values of the sensitive attribute if a model needs its distribution; one query
+    over the source, and none when neither is needed."""
+    opened = [q for q in names if hierarchies[q].is_open]
+    wanted = [pl.col(q).cast(pl.String).unique().drop_nulls().implode() for q in opened]
+    if models.needs_distribution:
+        wanted += [
+            pl.col(sensitive).null_count().alias("__nulls__"),
+            pl.col(sensitive).cast(pl.String).unique().drop_nulls().sort().implode(),
+        ]
+    found = source.select(wanted).collect(engine=engine).row(0, named=True) if wanted else {}
+    hierarchy_list = [
+        hierarchies[q].covering(found[q]) if q in opened else hierarchies[q] for q in names
+    ]
     if not models.needs_distribution:
-        return codes.with_columns(pl.lit(0, dtype=pl.UInt32).alias(SENSITIVE_CODE)), 1
-    column = frame[sensitive]
-    if column.null_count():
+        return hierarchy_list, None
+    if found["__nulls__"]:
         raise ConfigError(
-            f"{column.null_count()} values of sensitive column '{sensitive}' are missing"
+            f"{found['__nulls__']} values of sensitive column '{sensitive}' are missing"
         )
-    column = column.cast(pl.String)
-    values = column.unique().sort()
-    sens = column.cast(pl.Enum(values)).to_physical().cast(pl.UInt32).alias(SENSITIVE_CODE)
-    return codes.with_columns(sens), len(values)
+    return hierarchy_list, found[sensitive]
 
 
-SENSITIVE_CODE = "__sensitive_code__"
+def leaf_code(name: str, dtype: pl.DataType, hierarchy: Hierarchy) -> pl.Expr:
+    """Expression for the leaf index (UInt32) of column `name` in `hierarchy`; null where the
+    hierarchy lacks the value. Same coding as `hierarchy.encode_frame`, as an expression so it
+    can run inside a streaming query."""
+    leaves = hierarchy.values
+    column = pl.col(name)
+    if dtype.is_integer():
+        ints = _integer_leaves(leaves)
+        if ints is not None:
+            low = int(ints[0])
+            if np.array_equal(ints, np.arange(low, low + len(ints))):
+                # Consecutive integers (ages): arithmetic, no lookup.
+                inside = column.is_between(low, low + len(ints) - 1)
+                return pl.when(inside).then((column - low).cast(pl.UInt32))
+            return column.replace_strict(
+                ints.tolist(), list(range(len(ints))), default=None, return_dtype=pl.UInt32
+            )
+    if dtype != pl.String:
+        column = column.cast(pl.String)
+    return column.cast(pl.Enum(list(leaves)), strict=False).to_physical().cast(pl.UInt32)
+
+
+def _integer_leaves(leaves: np.ndarray) -> np.ndarray | None:
+    """The leaves as integers, if every leaf is the canonical spelling of one."""
+    try:
+        ints = np.array([int(v) for v in leaves], dtype=np.int64)
+    except ValueError:
+        return None
+    if any(str(i) != str(v) for i, v in zip(ints, leaves, strict=True)):
+        return None
+    return ints
+
+
+def _sensitive_code(name: str, dtype: pl.DataType, values: list[str]) -> pl.Expr:
+    column = pl.col(name) if dtype == pl.String else pl.col(name).cast(pl.String)
+    return column.cast(pl.Enum(values)).to_physical().cast(pl.UInt32)
+
+
+def _raise_uncovered(source, names, hierarchies, uncoded: int) -> None:
+    """Some records have a missing or uncovered value: let `encode_frame` name the columns
+    (counts only). Only the quasi-identifier columns are read."""
+    encode_frame(source.select(names).collect(), names, hierarchies)
+    raise HierarchyError(f"{uncoded} records have values their hierarchies do not cover")
 
 
 @dataclass(frozen=True)
 class _Output:
-    """What is needed to build the released rows once a node is chosen."""
+    """The chosen node, and how to apply it to the source rows as one lazy query."""
 
-    codes: pl.DataFrame  # leaf index per QI, sensitive code last
+    source: pl.LazyFrame
+    schema: pl.Schema
+    names: list[str]  # quasi-identifiers, in the order of `hierarchies`
     hierarchies: list[Hierarchy]
     levels: tuple[int, ...]
-    radices: tuple[int, ...]
-    failing_keys: np.ndarray | None
+    radices: tuple[int, ...]  # of the chosen node's classes (QIs only)
+    failing_classes: np.ndarray | None  # sorted class keys of the suppressed classes
+    engine: str
 
-    def apply(self, source: pl.DataFrame, names: list[str]) -> pl.DataFrame:
-        node_codes = [
-            h.codes[lv][self.codes[name].to_numpy()]
-            for name, h, lv in zip(names, self.hierarchies, self.levels, strict=True)
+    def lazy_frame(self) -> pl.LazyFrame:
+        qis = self.names
+        out = self.source
+        leaf = {
+            q: leaf_code(q, self.schema[q], h) for q, h in zip(qis, self.hierarchies, strict=True)
+        }
+        if self.failing_classes is not None and len(self.failing_classes):
+            # Class key of every row at the chosen node: per QI, a small lookup from leaf
+            # index to (label index x place value), summed. Rows of failing classes go.
+            key = None
+            for q, h, lv, weight in zip(
+                qis, self.hierarchies, self.levels, low_weights(self.radices), strict=True
+            ):
+                lookup = pl.Series(h.codes[lv].astype(np.int64) * weight, dtype=pl.Int64)
+                term = pl.lit(lookup).gather(leaf[q])
+                key = term if key is None else key + term
+            failing = pl.Series(self.failing_classes, dtype=pl.Int64).implode()
+            out = out.filter(~key.is_in(failing))
+        labels = [
+            pl.lit(pl.Series([str(v) for v in h.labels[lv][h.codes[lv]]], dtype=pl.String))
+            .gather(leaf[q])
+            .alias(q)
+            for q, h, lv in zip(qis, self.hierarchies, self.levels, strict=True)
         ]
-        replaced = [
-            pl.Series(name, [str(v) for v in h.labels[lv]], dtype=pl.String).gather(c)
-            for name, c, h, lv in zip(names, node_codes, self.hierarchies, self.levels, strict=True)
-        ]
-        out = source.with_columns(replaced)
-        if self.failing_keys is not None and len(self.failing_keys):
-            sens = self.codes[SENSITIVE_CODE].to_numpy()
-            row_keys = pack(node_codes + [sens], self.radices)
-            failing = pl.Series(row_keys).is_in(pl.Series(self.failing_keys))
-            out = out.filter(~failing)
-        return out
+        return out.with_columns(labels)
 
 
 def _population_sizes(

@@ -96,7 +96,7 @@ def histogram_frame(codes: pl.DataFrame, radices: tuple[int, ...]) -> Cells:
             "the quasi-identifiers' domains are too large to combine (more than 2^62 "
             "combinations); use fewer quasi-identifiers or coarser level-0 values"
         )
-    weights = _low_weights(radices)
+    weights = low_weights(radices)
     key = pl.sum_horizontal(
         pl.col(c).cast(pl.Int64) * w for c, w in zip(codes.columns, weights, strict=True)
     ).alias("key")
@@ -110,6 +110,48 @@ def histogram_frame(codes: pl.DataFrame, radices: tuple[int, ...]) -> Cells:
     )
 
 
+def histogram_query(
+    source: pl.LazyFrame,
+    codes: list[pl.Expr],
+    radices: tuple[int, ...],
+    engine: str = "auto",
+) -> tuple[Cells, int]:
+    """Cells of the records of `source`, coded by `codes` (one UInt32 expression per dimension).
+
+    Coding, packing and counting run as one Polars query, so neither the raw columns nor the
+    codes are ever held for all records (with `engine="streaming"` the source is read in
+    batches). Also returns how many records had a null code (a value the hierarchy lacks):
+    they are left out of the cells and the caller reports them.
+    """
+    space = key_space(radices)
+    if space >= 1 << 62:
+        raise ConfigError(
+            "the quasi-identifiers' domains are too large to combine (more than 2^62 "
+            "combinations); use fewer quasi-identifiers or coarser level-0 values"
+        )
+    weights = low_weights(radices)
+    # `+` propagates nulls (sum_horizontal would count a null code as 0).
+    key = None
+    for code, weight in zip(codes, weights, strict=True):
+        term = code.cast(pl.Int64) * weight if weight != 1 else code.cast(pl.Int64)
+        key = term if key is None else key + term
+    grouped = source.select(key.alias("key")).group_by("key").len().collect(engine=engine)
+    keys = grouped["key"]
+    uncoded = 0
+    if keys.null_count():
+        uncoded = int(grouped.filter(pl.col("key").is_null())["len"].sum())
+        grouped = grouped.drop_nulls("key")
+    order = np.argsort(grouped["key"].to_numpy(), kind="stable")
+    return (
+        Cells(
+            grouped["key"].to_numpy()[order],
+            grouped["len"].to_numpy().astype(np.int64)[order],
+            tuple(radices),
+        ),
+        uncoded,
+    )
+
+
 def regroup(cells: Cells, maps: list[np.ndarray | None], radices: tuple[int, ...]) -> Cells:
     """Cells after mapping each dimension's codes through `maps` (None keeps it).
 
@@ -119,7 +161,7 @@ def regroup(cells: Cells, maps: list[np.ndarray | None], radices: tuple[int, ...
     keys = cells.keys
     # Rewrite from the least significant changed digit up: once every digit below d is in
     # the new radices, digit d weighs `weights[d]` and still has its old radix.
-    weights = _low_weights(radices)
+    weights = low_weights(radices)
     for d in reversed([d for d, m in enumerate(maps) if m is not None]):
         rest, below = np.divmod(keys, weights[d])
         above, digit = np.divmod(rest, cells.radices[d])
@@ -128,7 +170,8 @@ def regroup(cells: Cells, maps: list[np.ndarray | None], radices: tuple[int, ...
     return Cells(keys, counts, tuple(radices))
 
 
-def _low_weights(radices) -> tuple[int, ...]:
+def low_weights(radices) -> tuple[int, ...]:
+    """Place value of each digit of a mixed-radix key (the last digit weighs 1)."""
     weights = []
     w = 1
     for r in reversed(radices):

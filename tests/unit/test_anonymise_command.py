@@ -101,3 +101,30 @@ def test_suppression_share_accepts_percent():
 
 def test_help_mentions_the_command():
     assert Path(__file__).name.startswith("test_anonymise")
+
+
+def test_parquet_input_is_streamed_to_the_output(files, capsys):
+    pl.read_csv(files / "in.csv", separator=";", infer_schema=False).write_parquet(
+        files / "in.parquet"
+    )
+    args = parse(
+        [
+            str(files / "in.parquet"),
+            "--hierarchies",
+            str(files / "h"),
+            "--qi",
+            "age,sex",
+            "--k",
+            "3",
+            "--max-suppression",
+            "0",
+            "--output",
+            str(files / "out.parquet"),
+            "--json",
+        ]
+    )
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["output_rows"] == 6
+    assert pl.read_parquet(files / "out.parquet")["age"].to_list() == ["20s"] * 3 + ["30s"] * 3
+    assert "output" in summary["phases"]
