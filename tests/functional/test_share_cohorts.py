@@ -166,3 +166,29 @@ def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(publish
             "deliveries"
         ]
     }
+
+
+def test_prefect_keeps_no_identifier_in_logs_artifacts_or_parameters(published):
+    """What the Prefect server stored about the run: logs, artifacts, parameters, run names."""
+    from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogWorker
+
+    root, _ = published
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs()
+        artifacts = client.read_artifacts()
+        flow_runs = client.read_flow_runs()
+        task_runs = client.read_task_runs()
+    stored = "\n".join(
+        [log.message for log in logs]
+        + [str(a.data) + str(a.description) for a in artifacts]
+        + [json.dumps(r.parameters, default=str) + r.name for r in flow_runs]
+        + [r.name for r in task_runs]
+    )
+    assert any("received" in log.message for log in logs)  # the run really logged here
+    assert any(a.key == "anonymisation-report" for a in artifacts)
+    scratch = root.parent / f"{root.name}-prefect-dump"
+    scratch.mkdir(exist_ok=True)
+    (scratch / "prefect.txt").write_text(stored)
+    assert find_leaks(landing_identifiers(root, CONTRACTS), [scratch]) == []
