@@ -77,6 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flows.share_cohorts import share_cohorts
 
     release_id = share_cohorts(root=str(args.root), contracts=str(args.contracts), demo=args.demo)
+    _print_deliveries(args.root, release_id)
     report = args.root / "reports" / release_id / "anonymisation_report.html"
     print(f"Release {release_id} staged, awaiting approval.")
     print(f"Anonymisation report: {report}")
@@ -85,6 +86,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         "--decision approve|reject"
     )
     return 0
+
+
+def _print_deliveries(root: Path, release_id: str) -> None:
+    """One line per delivery in the release: the accounting a data engineer checks first."""
+    from transforms.report import read_report
+
+    for d in read_report(root, release_id).deliveries:
+        line = (
+            f"  {d.department:<20} {d.status:<9} received {d.rows_received:>9,}  "
+            f"accepted {d.rows_accepted:>9,}  quarantined {d.rows_quarantined:>7,}"
+        )
+        rejection = getattr(d, "rejection", None)
+        print(line + (f"\n    {rejection}" if rejection else ""))
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -138,6 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     catalogue = args.root / "published" / CATALOGUE_FILE
     report = args.root / "reports" / release_id / "anonymisation_report.html"
     print()
+    _print_deliveries(args.root, release_id)
     print(f"Release {release_id} published (automatic demo approval).")
     print(f"Published catalogue:  {catalogue}")
     print(f"Anonymisation report: {report}")
