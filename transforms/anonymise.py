@@ -4,7 +4,11 @@
 least ARX Loss whose records failing the privacy models (k-anonymity, l-diversity, t-closeness)
 fit within the record-suppression limit, then generalises the records to it and removes the
 failing ones. Records are reduced once to a histogram of distinct quasi-identifier
-combinations; the search works on that histogram (see `lattice` and `evaluation`).
+combinations, in one Polars query that codes and counts them without holding them (streamed
+when the input is a LazyFrame, such as a Parquet scan); the search works on that histogram
+(see `lattice` and `evaluation`). The released table is a lazy query over the input, built
+from small per-QI lookups and a filter on the suppressed classes' keys, so it can be streamed
+to Parquet (`AnonymisationResult.write_parquet`) without ever being held whole.
 
 This module sees identifiable rows; nothing it returns through `to_dict` or raises contains a
 cell value, only counts, levels and column names.
@@ -32,7 +36,8 @@ from transforms.risk import RiskSummary, summarise
 
 @dataclass
 class AnonymisationResult:
-    """What was decided and what it cost. `frame` is built on first use."""
+    """What was decided and what it cost. The released rows are built only when asked for:
+    `lazy_frame()`, `write_parquet(path)` (streamed) or `frame` (materialised, kept)."""
 
     quasi_identifiers: list[str]
     levels: dict[str, int]
@@ -117,6 +122,10 @@ def anonymise(
 
     `max_suppression` is the share of records (0 to 1) that may be removed. `population`, if
     given, is a table with the same quasi-identifier columns used for journalist risk.
+
+    A LazyFrame is read twice, to count and then to build the output, so it must give the
+    same rows both times (a file scan does; a query that samples or reads a changing source
+    would not, and the output could then break k).
     """
     clock = _Clock()
     models = PrivacyModels(k=k, l=l, l_variant=l_variant, t=t, sensitive=sensitive)
@@ -401,11 +410,16 @@ class _Output:
 
     def lazy_frame(self) -> pl.LazyFrame:
         qis = self.names
-        out = self.source
         leaf = {
             q: leaf_code(q, self.schema[q], h) for q, h in zip(qis, self.hierarchies, strict=True)
         }
+        out = self.source
+        temporary: list[str] = []
         if self.failing_classes is not None and len(self.failing_classes):
+            # The leaf codes serve both the filter and the labels: compute them once.
+            temporary = [_unused_name(self.schema, f"__leaf_{i}__") for i in range(len(qis))]
+            out = out.with_columns(leaf[q].alias(t) for q, t in zip(qis, temporary, strict=True))
+            leaf = {q: pl.col(t) for q, t in zip(qis, temporary, strict=True)}
             # Class key of every row at the chosen node: per QI, a small lookup from leaf
             # index to (label index x place value), summed. Rows of failing classes go.
             key = None
@@ -423,7 +437,14 @@ class _Output:
             .alias(q)
             for q, h, lv in zip(qis, self.hierarchies, self.levels, strict=True)
         ]
-        return out.with_columns(labels)
+        out = out.with_columns(labels)
+        return out.drop(temporary) if temporary else out
+
+
+def _unused_name(schema: pl.Schema, name: str) -> str:
+    while name in schema:
+        name = f"_{name}"
+    return name
 
 
 def _population_sizes(

@@ -139,8 +139,11 @@ class NodeEvaluator:
         share = np.zeros(len(levels))
         if outliers:
             failed = Cells(cells.keys[failing_cells], cells.counts[failing_cells], cells.radices)
+            weights = failed.counts.astype(np.float64)
             for dim, codes in enumerate(failed.columns()[: len(levels)]):
-                share[dim] = float(failed.counts @ self.shares[dim][levels[dim]][codes])
+                # Elementwise, not `@`: an int-by-float matmul goes through BLAS, whose
+                # threads spin for milliseconds per call on a busy machine.
+                share[dim] = float((weights * self.shares[dim][levels[dim]][codes]).sum())
         return NodeCheck(
             levels=levels,
             outliers=outliers,

@@ -130,10 +130,13 @@ def histogram_query(
             "combinations); use fewer quasi-identifiers or coarser level-0 values"
         )
     weights = low_weights(radices)
+    # The narrowest key that holds every combination: half the hashing and memory of Int64
+    # for most tables. No term or partial sum exceeds the largest key, so none overflows.
+    dtype = pl.UInt32 if space <= 1 << 32 else pl.Int64
     # `+` propagates nulls (sum_horizontal would count a null code as 0).
     key = None
     for code, weight in zip(codes, weights, strict=True):
-        term = code.cast(pl.Int64) * weight if weight != 1 else code.cast(pl.Int64)
+        term = code.cast(dtype) * pl.lit(weight, dtype=dtype) if weight != 1 else code.cast(dtype)
         key = term if key is None else key + term
     grouped = source.select(key.alias("key")).group_by("key").len().collect(engine=engine)
     keys = grouped["key"]
@@ -144,7 +147,7 @@ def histogram_query(
     order = np.argsort(grouped["key"].to_numpy(), kind="stable")
     return (
         Cells(
-            grouped["key"].to_numpy()[order],
+            grouped["key"].to_numpy().astype(np.int64)[order],
             grouped["len"].to_numpy().astype(np.int64)[order],
             tuple(radices),
         ),

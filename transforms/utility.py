@@ -36,7 +36,7 @@ def generalisation_loss(marginal: np.ndarray, hierarchy: Hierarchy) -> np.ndarra
     records = int(marginal.sum())
     totals = np.array(
         [
-            float(marginal @ share[codes])
+            float((marginal * share[codes]).sum())
             for share, codes in zip(level_shares(hierarchy), hierarchy.codes, strict=True)
         ]
     )
