@@ -28,7 +28,7 @@ from schemas.errors import ConfigError, DisclosureError, HierarchyError, NoDataE
 from transforms import utility
 from transforms.evaluation import NodeCheck, NodeEvaluator
 from transforms.groupify import histogram, histogram_query, low_weights
-from transforms.hierarchy import Hierarchy, encode_frame
+from transforms.hierarchy import Hierarchy, encode_frame, leaf_code
 from transforms.lattice import Lattice, find_optimum
 from transforms.privacy_models import PrivacyModels
 from transforms.risk import RiskSummary, summarise
@@ -348,39 +348,6 @@ def _domains(source, schema, names, hierarchies, sensitive, models, engine):
             f"{found['__nulls__']} values of sensitive column '{sensitive}' are missing"
         )
     return hierarchy_list, found[sensitive]
-
-
-def leaf_code(name: str, dtype: pl.DataType, hierarchy: Hierarchy) -> pl.Expr:
-    """Expression for the leaf index (UInt32) of column `name` in `hierarchy`; null where the
-    hierarchy lacks the value. Same coding as `hierarchy.encode_frame`, as an expression so it
-    can run inside a streaming query."""
-    leaves = hierarchy.values
-    column = pl.col(name)
-    if dtype.is_integer():
-        ints = _integer_leaves(leaves)
-        if ints is not None:
-            low = int(ints[0])
-            if np.array_equal(ints, np.arange(low, low + len(ints))):
-                # Consecutive integers (ages): arithmetic, no lookup.
-                inside = column.is_between(low, low + len(ints) - 1)
-                return pl.when(inside).then((column - low).cast(pl.UInt32))
-            return column.replace_strict(
-                ints.tolist(), list(range(len(ints))), default=None, return_dtype=pl.UInt32
-            )
-    if dtype != pl.String:
-        column = column.cast(pl.String)
-    return column.cast(pl.Enum(list(leaves)), strict=False).to_physical().cast(pl.UInt32)
-
-
-def _integer_leaves(leaves: np.ndarray) -> np.ndarray | None:
-    """The leaves as integers, if every leaf is the canonical spelling of one."""
-    try:
-        ints = np.array([int(v) for v in leaves], dtype=np.int64)
-    except ValueError:
-        return None
-    if any(str(i) != str(v) for i, v in zip(ints, leaves, strict=True)):
-        return None
-    return ints
 
 
 def _sensitive_code(name: str, dtype: pl.DataType, values: list[str]) -> pl.Expr:

@@ -208,7 +208,7 @@ def encode_frame(
     if problems:
         raise HierarchyError("; ".join(problems))
     codes = frame.select(
-        _leaf_index(name, frame.schema[name], h) for name, h in zip(names, hierarchies, strict=True)
+        leaf_code(name, frame.schema[name], h) for name, h in zip(names, hierarchies, strict=True)
     )
     uncovered = codes.null_count().row(0)
     problems = [
@@ -221,12 +221,20 @@ def encode_frame(
     return codes
 
 
-def _leaf_index(name: str, dtype: pl.DataType, hierarchy: Hierarchy) -> pl.Expr:
+def leaf_code(name: str, dtype: pl.DataType, hierarchy: Hierarchy) -> pl.Expr:
+    """Expression for the leaf index (UInt32) of column `name` in `hierarchy`; null where the
+    hierarchy lacks the value. An expression, so it can run inside a
+    streaming query."""
     leaves = hierarchy.values
     column = pl.col(name)
     if dtype.is_integer():
         ints = _integer_leaves(leaves)
         if ints is not None:
+            low = int(ints[0])
+            if np.array_equal(ints, np.arange(low, low + len(ints))):
+                # Consecutive integers (ages): arithmetic, no lookup.
+                inside = column.is_between(low, low + len(ints) - 1)
+                return pl.when(inside).then((column - low).cast(pl.UInt32))
             return column.replace_strict(
                 ints.tolist(), list(range(len(ints))), default=None, return_dtype=pl.UInt32
             )
