@@ -9,7 +9,7 @@ export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup browser clean
 
 setup: .venv/.synced
 
@@ -22,7 +22,15 @@ setup: .venv/.synced
 demo: setup
 	$(UV) run --frozen cohortshare demo
 
-test: setup
+# The anonymisation report is tested in a real browser: Debian's chromium, installed when
+# missing (as root, or with passwordless sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	$(UV) run --frozen pytest -q
 
 lint: setup
