@@ -51,6 +51,20 @@ def _add_contracts(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_council(parser: argparse.ArgumentParser) -> None:
+    """Options of the synthetic council, shared by `generate` and `demo`."""
+    parser.add_argument(
+        "--residents", type=int, default=100_000, help="residents (default: %(default)s)"
+    )
+    parser.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=0.02,
+        help="share of identifiers with realistic errors (default: %(default)s)",
+    )
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from transforms.synthetic import generate_council
 
@@ -171,16 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="write a seeded synthetic council's extracts to landing/")
     _add_root(gen)
-    gen.add_argument(
-        "--residents", type=int, default=100_000, help="residents (default: %(default)s)"
-    )
-    gen.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
-    gen.add_argument(
-        "--noise",
-        type=float,
-        default=0.02,
-        help="share of identifiers with realistic errors (default: %(default)s)",
-    )
+    _add_council(gen)
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser("run", help="run the share_cohorts flow and stage a release for approval")
@@ -196,11 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate a synthetic council, run, auto-approve, query")
     _add_root(demo)
     _add_contracts(demo)
-    demo.add_argument(
-        "--residents", type=int, default=100_000, help="residents (default: %(default)s)"
-    )
-    demo.add_argument("--seed", type=int, default=2026, help="random seed (default: %(default)s)")
-    demo.add_argument("--noise", type=float, default=0.02, help=argparse.SUPPRESS)
+    _add_council(demo)
     demo.set_defaults(func=cmd_demo)
 
     approve = sub.add_parser("approve", help="record an IG decision on a staged release")
