@@ -14,100 +14,14 @@ import os
 import subprocess
 from pathlib import Path
 
-import jinja2
-
 from schemas.contract import (
     CONTRACT_SUFFIX,
-    DepartmentContract,
     breaking_changes,
     load_contracts,
     parse_contract_text,
 )
 from schemas.errors import ContractError
-
-PAGE = jinja2.Template(
-    """\
-# {{ c.title }}
-
-| | |
-|---|---|
-| Department | `{{ c.department }}` |
-| Contract | `{{ c.contract_id }}`, version {{ c.version }} |
-| File | {{ c.format | upper }}{% if c.sheet %}, sheet "{{ c.sheet }}"{% endif %}\
-{% if c.format == "csv" %}, delimiter `{{ c.delimiter }}`, encoding {{ c.encoding }}{% endif %}, \
-named like `{{ c.file_pattern }}` |
-| Rows | {{ "{:,}".format(c.row_count_min) }} to \
-{{ "{:,}".format(c.row_count_max) if c.row_count_max else "any number" }} |
-| Freshness | {% if c.max_latency_days %}extract dated at most {{ c.max_latency_days }} days \
-before it is processed{% else %}not checked{% endif %} |
-| Quarantine limit | a delivery with more than {{ "%.1f" % (c.quarantine_limit * 100) }}% \
-of rows quarantined is rejected as a whole |
-| Spreadsheet formulas | text starting with `=`, `+`, `-` or `@` is \
-{{ "neutralised (prefixed with ')" if c.formula_policy == "neutralise" else "quarantined" }} |
-
-## What happens to each column
-
-| Column (in the file) | Type | Rules | Privacy role | Treatment |
-|---|---|---|---|---|
-{% for col in c.columns -%}
-| **{{ col.name }}** (`{{ col.physical_name }}`{% if col.aliases %}; also \
-{{ col.aliases | map("tojson") | join(", ") }}{% endif %}) | {{ col.logical_type }}\
-{% if col.date_format %} `{{ col.date_format }}`{% endif %} | {{ rules(col) }} | \
-{{ col.privacy_role | replace("_", " ") }} | {{ treatments[col.treatment] }} |
-{% endfor %}
-{% if c.cross_field_rules %}
-## Rules across columns
-
-{% for r in c.cross_field_rules -%}
-- **{{ r.name }}**: `{{ r.column }} {{ r.operator }} {{ r.other }}`. {{ r.description }}
-{% endfor %}{% endif %}
-## What the pipeline does with a delivery
-
-- Columns not listed above are dropped on arrival and named in the delivery report.
-- A file that cannot be read, lacks a required column, has a column whose values cannot be
-  read as its type, breaks the row or freshness limits, or was already processed is **rejected
-  as a whole** (exit code 5); other departments carry on.
-- A row that breaks a rule is **quarantined** (kept in a restricted area with its row number,
-  rule and column) and the rest continue. Messages and reports never show a cell value.
-- Every delivery is accounted for: rows received = rows accepted + rows quarantined
-  (`cohortshare deliveries`).
-"""
-)
-
-TREATMENTS = {
-    "tokenise": "replaced by a keyed token for linkage, then removed",
-    "derive": "used to derive a coarser field, then removed",
-    "drop": "removed on arrival",
-    "generalise": "generalised along its hierarchy before publication",
-    "keep": "kept as is (aggregated before publication)",
-}
-
-
-def _rules(col) -> str:
-    rules = []
-    if col.required:
-        rules.append("required")
-    if col.unique:
-        rules.append("unique")
-    if col.allowed_values is not None:
-        rules.append("one of " + ", ".join(f"`{v}`" for v in col.allowed_values))
-    if col.minimum is not None or col.maximum is not None:
-        low = "any" if col.minimum is None else f"{col.minimum:g}"
-        high = "any" if col.maximum is None else f"{col.maximum:g}"
-        rules.append(f"between {low} and {high}")
-    if col.pattern:
-        rules.append(f"matches `{col.pattern}`")
-    if col.check_digit:
-        rules.append(f"{col.check_digit.replace('_', ' ')} check digit")
-    if col.value_map:
-        rules.append("recoded " + ", ".join(f"`{k}`→`{v}`" for k, v in col.value_map.items()))
-    # A `|` inside a pattern would end the Markdown table cell.
-    return "; ".join(rules).replace("|", "\\|") or "optional"
-
-
-def render_page(contract: DepartmentContract) -> str:
-    return PAGE.render(c=contract, rules=_rules, treatments=TREATMENTS)
-
+from transforms.contract_docs import render_page
 
 # --- check ---------------------------------------------------------------------------------
 
