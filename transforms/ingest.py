@@ -22,6 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from schemas.contract import Column, DepartmentContract
 from schemas.errors import DeliveryRejected
@@ -103,14 +104,34 @@ def open_extract(
     return readers[contract.format](path, contract, chunk_rows)
 
 
-def _guarded(batches: Iterator[pl.DataFrame], name: str, on_error) -> Iterator[pl.DataFrame]:
-    """Re-raise any reader error met while streaming as a rejection without its text."""
+def _guarded(
+    batches: Iterator[pl.DataFrame], name: str, on_error, expected_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Re-raise any reader error met while streaming as a rejection without its text.
+
+    A streaming reader that fails inside its engine can end the stream early without an error;
+    the rows are therefore counted beforehand by a second, independent path (the file's own
+    row count, or a count-only scan, done before any rows are held so the peaks do not add up)
+    and a partial read can never pass as a whole delivery.
+    """
+    seen = 0
     try:
         for batch in batches:
+            seen += batch.height
             yield batch.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
     except DeliveryRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - Polars errors quote cell values; never re-raise them
+        raise on_error(exc) from None
+    if seen != expected_rows:
+        raise reject(name, "truncated", f"the reader stopped after {seen} of {expected_rows} rows")
+
+
+def _count(lazy: pl.LazyFrame, on_error) -> int:
+    """Rows of a scan, counted without materialising them (Polars' count-only fast path)."""
+    try:
+        return lazy.select(pl.len()).collect(engine="streaming").item()
+    except Exception as exc:  # noqa: BLE001 - see _guarded
         raise on_error(exc) from None
 
 
@@ -201,7 +222,9 @@ def _open_csv(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawE
     except Exception as exc:  # noqa: BLE001 - see _guarded
         raise on_error(exc) from None
     # Polars renames a repeated header to `X_duplicated_0`; report the header as given.
-    batches = _guarded(lazy.collect_batches(chunk_size=chunk_rows), name, on_error)
+    batches = _guarded(
+        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, _count(lazy, on_error)
+    )
     return RawExtract(name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches)
 
 
@@ -294,7 +317,9 @@ def _open_ndjson(path: Path, contract: DepartmentContract, chunk_rows: int) -> R
             lazy = lazy.with_columns(pl.lit(NESTED).alias(c) for c in nested)
     except Exception as exc:  # noqa: BLE001 - see _guarded
         raise on_error(exc) from None
-    batches = _guarded(lazy.collect_batches(chunk_size=chunk_rows), name, on_error)
+    batches = _guarded(
+        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, _count(lazy, on_error)
+    )
     return RawExtract(name, list(schema), batches)
 
 
@@ -306,6 +331,7 @@ def _open_parquet(path: Path, contract: DepartmentContract, chunk_rows: int) -> 
 
     try:
         pl.read_parquet_schema(path)
+        expected = pq.ParquetFile(path).metadata.num_rows
         lazy = pl.scan_parquet(path, row_index_name=ROW_NUMBER, row_index_offset=1)
         columns = lazy.collect_schema().names()
     except Exception as exc:  # noqa: BLE001 - see _guarded
@@ -313,7 +339,9 @@ def _open_parquet(path: Path, contract: DepartmentContract, chunk_rows: int) -> 
         if truncated:
             raise reject(name, "truncated", "the Parquet footer is missing") from None
         raise on_error(exc) from None
-    batches = _guarded(lazy.collect_batches(chunk_size=chunk_rows), name, on_error)
+    batches = _guarded(
+        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, expected
+    )
     return RawExtract(name, columns[1:], batches)
 
 

@@ -175,3 +175,20 @@ def test_json_objects_in_a_text_column_are_type_failures(tmp_path):
     typed, bad = ingest.coerce_types(frame, housing)
     assert bad.rows() == [(1, "forename")]
     assert typed["forename"].to_list() == [None, "Bo"]
+
+
+def test_a_reader_that_stops_early_rejects_the_delivery_instead_of_passing_part_of_it():
+    """Polars' streaming reader can end without an error when its engine fails; the
+    independent row count must catch it."""
+    import polars as pl
+    import pytest
+
+    from schemas.errors import DeliveryRejected
+    from transforms.ingest import ROW_NUMBER, _guarded
+
+    first_half = pl.DataFrame({ROW_NUMBER: [1, 2], "a": ["x", "y"]})
+    batches = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)
+    with pytest.raises(DeliveryRejected, match=r"x.csv: truncated: .*after 2 of 4 rows"):
+        list(batches)
+    whole = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=2)
+    assert sum(b.height for b in whole) == 2
