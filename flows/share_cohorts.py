@@ -39,8 +39,10 @@ from transforms.tabulate import tabulate
 from transforms.validate import receive_delivery
 
 LIMITATIONS = [
-    "Differencing across tables and releases is limited by rounding only; no secondary "
-    "suppression is applied across tables yet.",
+    "Secondary suppression treats every total of each table (over any of its columns) as "
+    "known and withholds extra cells so no withheld cell can be recovered from one; it is a "
+    "heuristic, not a full linear audit across tables or releases, where rounding is the "
+    "remaining protection.",
     "Linkage is deterministic on keyed tokens (data_contracts/linkage.yaml). When a weaker rule "
     "would join records holding two different NHS numbers, NI numbers or dates of birth, the "
     "link is refused and counted as a conflict; the records stay apart.",

@@ -27,22 +27,26 @@ def _population(sizes: dict[str, int]) -> pl.DataFrame:
 def test_cells_below_the_threshold_are_withheld_at_the_boundary(rule, k):
     policy = _policy(k, rule)
     m = policy.min_published_count
-    published, counts = tabulate(_population({"a": m - 1, "b": m, "c": m + 1}), TABLE, policy)
+    # Two small cells, so the withheld ones already protect each other (see differencing below).
+    sizes = {"a": m - 1, "a2": m - 1, "b": m, "c": m + 1}
+    published, counts = tabulate(_population(sizes), TABLE, policy)
     assert published["area"].to_list() == ["b", "c"]
-    assert counts.cells_suppressed == 1 and counts.units_in_suppressed_cells == m - 1
+    assert counts.cells_suppressed == 2 and counts.units_in_suppressed_cells == 2 * (m - 1)
+    assert counts.cells_suppressed_secondary == 0
     assert counts.units_in_published_cells == 2 * m + 1
     assert published["people"].min() >= k
 
 
 def test_nhs_england_withholds_one_to_seven_and_rounds_to_five():
     policy = _policy(2, "nhs_england")
-    published, _ = tabulate(_population({"a": 7, "b": 8, "c": 12, "d": 13}), TABLE, policy)
+    sizes = {"a": 7, "a2": 7, "b": 8, "c": 12, "d": 13}
+    published, _ = tabulate(_population(sizes), TABLE, policy)
     assert dict(published.iter_rows()) == {"b": 10, "c": 10, "d": 15}
 
 
 def test_ons_threshold_publishes_exact_counts_from_ten():
     policy = _policy(2, "ons_threshold_10")
-    published, _ = tabulate(_population({"a": 9, "b": 10, "c": 13}), TABLE, policy)
+    published, _ = tabulate(_population({"a": 9, "a2": 9, "b": 10, "c": 13}), TABLE, policy)
     assert dict(published.iter_rows()) == {"b": 10, "c": 13}
 
 
@@ -90,3 +94,32 @@ def test_threshold_rises_until_rounding_cannot_show_less_than_k():
     assert _policy(11, "nhs_england").min_published_count == 13
     assert _policy(10, "nhs_england").min_published_count == 10
     assert _policy(3, "ons_threshold_10").min_published_count == 10
+
+
+def test_a_lone_withheld_cell_takes_the_smallest_published_cell_with_it():
+    # Without the partner, the grand total (known, say, from an annual report) minus the
+    # published cells would give the withheld 3 back exactly.
+    policy = _policy(10, "ons_threshold_10")
+    published, counts = tabulate(_population({"a": 3, "b": 11, "c": 40}), TABLE, policy)
+    assert dict(published.iter_rows()) == {"c": 40}
+    assert counts.cells_suppressed == 2 and counts.cells_suppressed_secondary == 1
+    assert counts.units_in_suppressed_cells == 14
+
+
+def test_withheld_cells_are_protected_in_every_total_of_the_table():
+    table = CohortTable(name="cohort_t", title="t", description="d", unit="people",
+                        dimensions={"area": "lsoa", "sex": "sex"})
+    sizes = {("a", "F"): 4, ("a", "M"): 30, ("b", "F"): 25, ("b", "M"): 26, ("c", "F"): 12,
+             ("c", "M"): 50}
+    rows = [(area, sex) for (area, sex), n in sizes.items() for _ in range(n)]
+    population = pl.DataFrame({"person_key": [f"p{i}" for i in range(len(rows))],
+                               "lsoa": [r[0] for r in rows], "sex": [r[1] for r in rows]})
+    published, _ = tabulate(population, table, _policy(10, "ons_threshold_10"))
+    shown = {(r[0], r[1]): r[2] for r in published.iter_rows()}
+    withheld = {cell: n for cell, n in sizes.items() if cell not in shown}
+    assert ("a", "F") in withheld
+    # Every total (by area, by sex, grand) leaves no withheld cell alone or below 10.
+    for group in [lambda c: c[0], lambda c: c[1], lambda c: 0]:
+        for key in {group(c) for c in sizes}:
+            hidden = [n for c, n in withheld.items() if group(c) == key]
+            assert len(hidden) != 1 and (not hidden or sum(hidden) >= 10), key
