@@ -84,32 +84,6 @@ def histogram(columns: list[np.ndarray], radices: tuple[int, ...]) -> Cells:
     return Cells(keys, counts, tuple(radices))
 
 
-def histogram_frame(codes: pl.DataFrame, radices: tuple[int, ...]) -> Cells:
-    """Cells of coded records held in a frame (one UInt32 code column per dimension).
-
-    The key is packed by Polars and counted by a parallel hash group-by, or by a dense
-    bincount when the key space is small.
-    """
-    space = key_space(radices)
-    if space >= 1 << 62:
-        raise ConfigError(
-            "the quasi-identifiers' domains are too large to combine (more than 2^62 "
-            "combinations); use fewer quasi-identifiers or coarser level-0 values"
-        )
-    weights = low_weights(radices)
-    key = pl.sum_horizontal(
-        pl.col(c).cast(pl.Int64) * w for c, w in zip(codes.columns, weights, strict=True)
-    ).alias("key")
-    if space <= DENSE_LIMIT and space <= max(1 << 16, 16 * codes.height):
-        keys = codes.select(key).to_series().to_numpy()
-        unique, counts = count_keys(keys, None, space)
-        return Cells(unique, counts, tuple(radices))
-    grouped = codes.lazy().select(key).group_by("key").len().sort("key").collect()
-    return Cells(
-        grouped["key"].to_numpy(), grouped["len"].to_numpy().astype(np.int64), tuple(radices)
-    )
-
-
 def histogram_query(
     source: pl.LazyFrame,
     codes: list[pl.Expr],

@@ -16,6 +16,7 @@ from schemas.errors import UserError
 from transforms.geography import load_geography
 from transforms.synthetic import (
     DEPARTMENTS,
+    EXTENSIONS,
     IDENTIFIER_FIELDS,
     LAYOUTS,
     NI_PREFIXES,
@@ -27,13 +28,6 @@ CONTRACTS = REPO / "data_contracts"
 RESIDENTS = 2_000
 SEED = 11
 STAMP = "20261031"
-EXTENSIONS = {
-    "adult_social_care": "csv",
-    "childrens_services": "xlsx",
-    "housing": "ndjson",
-    "council_tax": "csv",
-    "benefits": "parquet",
-}
 
 
 def contract(department: str) -> dict:
