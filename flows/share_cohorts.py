@@ -186,7 +186,6 @@ def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[Del
 def build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged, contracts):
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     people = linked["population"]
-    released = people["people"] - people["people_incomplete"] - anonymised["suppressed"]
     accounting = {
         "rows_received": sum(d.rows_received for d in deliveries),
         "rows_quarantined": sum(d.rows_quarantined for d in deliveries),
@@ -195,12 +194,15 @@ def build_report(settings, release_id, key_id, deliveries, linked, anonymised, s
         "people_linked": people["people"],
         "people_withheld_no_area": people["people_incomplete"],
         "people_suppressed_by_anonymiser": anonymised["suppressed"],
-        "people_released_to_cohort_tables": released,
+        "people_released_to_cohort_tables": anonymised["released"],
     }
+    # Each count comes from the stage that produced it, so the identities can fail.
     accounting["balanced"] = (
         accounting["rows_received"]
         == accounting["records_accepted"] + accounting["rows_quarantined"]
         and accounting["records_accepted"] == accounting["records_linked"]
+        and people["people"]
+        == people["people_incomplete"] + anonymised["suppressed"] + anonymised["released"]
     )
     return ReleaseReport(
         release_id=release_id,
