@@ -59,3 +59,17 @@ def decide(
         root, report.model_copy(update={"approval": approval, "status": approval["decision"]})
     )
     return published
+
+
+def withdraw(root: Path, release_id: str, *, name: str, role: str, reason: str) -> Path:
+    """Take a published release out of the catalogue; the audit log keeps the whole story."""
+    if not (name.strip() and role.strip() and reason.strip()):
+        raise ReleaseError("a withdrawal needs the officer's name, role and a reason")
+    catalogue_path = catalogue.withdraw_release(root, release_id)
+    audit.record_event(
+        root, "release_withdrawn", release_id=release_id, name=name, role=role, reason=reason
+    )
+    if (report_dir(root, release_id) / "anonymisation_report.json").exists():
+        report = read_report(root, release_id)
+        write_report(root, report.model_copy(update={"status": "withdrawn"}))
+    return catalogue_path

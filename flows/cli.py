@@ -133,6 +133,16 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from flows.approval import withdraw
+
+    catalogue = withdraw(
+        args.root, args.release, name=args.name, role=args.role, reason=args.reason
+    )
+    print(f"Release {args.release} withdrawn; catalogue {catalogue} no longer shows it.")
+    return 0
+
+
 def _print_query(root: Path, sql: str) -> None:
     import polars as pl
 
@@ -212,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--decision", required=True, choices=["approve", "reject"])
     approve.add_argument("--conditions", help="conditions attached to an approval")
     approve.set_defaults(func=cmd_approve)
+
+    withdraw = sub.add_parser("withdraw", help="take a published release out of the catalogue")
+    _add_root(withdraw)
+    withdraw.add_argument("release", help="release id")
+    withdraw.add_argument("--name", required=True, help="the deciding officer's name")
+    withdraw.add_argument("--role", required=True, help="the deciding officer's role")
+    withdraw.add_argument("--reason", required=True, help="why the release is withdrawn")
+    withdraw.set_defaults(func=cmd_withdraw)
 
     query = sub.add_parser("query", help="query the published catalogue (read-only)")
     _add_root(query)

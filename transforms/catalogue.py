@@ -98,6 +98,22 @@ def publish_release(root: Path, release_id: str, approval: dict[str, Any]) -> Pa
     return rebuild_catalogue(root)
 
 
+def withdraw_release(root: Path, release_id: str) -> Path:
+    """Take a published release out of the catalogue; its files move to the restricted
+    staging area for the IG officer to examine. Returns the new catalogue path."""
+    folder = release_dir(root, release_id)
+    if not folder.is_dir():
+        raise ReleaseError(f"release {release_id} is not published")
+    target = root / "staging" / "withdrawn" / release_id
+    if target.exists():
+        raise ReleaseError(f"release {release_id} was already withdrawn once")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Published folders are read-only; the move needs the folder writable for a moment.
+    folder.chmod(folder.stat().st_mode | stat.S_IWUSR)
+    os.replace(folder, target)
+    return rebuild_catalogue(root)
+
+
 def published_releases(root: Path) -> list[Path]:
     folder = root / "published" / "releases"
     if not folder.is_dir():

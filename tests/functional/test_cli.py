@@ -24,7 +24,8 @@ def cohortshare(*args: str, cwd: Path = REPO, env: dict | None = None):
 def test_help_lists_every_command():
     result = cohortshare("--help")
     assert result.returncode == 0
-    for command in ("generate", "run", "demo", "approve", "query"):
+    for command in ("generate", "run", "demo", "approve", "withdraw", "query", "deliveries",
+                    "contracts", "key", "anonymise"):
         assert command in result.stdout
 
 

@@ -137,3 +137,33 @@ def test_failed_staging_leaves_nothing_behind(tmp_path):
     with pytest.raises(AttributeError):
         catalogue.stage_release(tmp_path, "r1", {"cohort_by_area": object()}, {})
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_withdrawn_release_leaves_the_catalogue_but_not_the_audit_log(tmp_path):
+    from flows.approval import withdraw
+    from transforms.audit import read_events
+
+    _stage(tmp_path, "20260101T000000Z-a", pl.DataFrame({"area": ["a"], "people": [10]}))
+    catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
+    _stage(tmp_path, "20260201T000000Z-b", pl.DataFrame({"area": ["a"], "people": [20]}))
+    path = catalogue.publish_release(tmp_path, "20260201T000000Z-b", APPROVAL)
+
+    withdraw(
+        tmp_path,
+        "20260201T000000Z-b",
+        name="A. Officer",
+        role="IG lead",
+        reason="a table was published with the wrong policy",
+    )
+
+    assert catalogue.query_catalogue(path, "SELECT release_id FROM releases").rows() == [
+        ("20260101T000000Z-a",)
+    ]
+    # The views fall back to the latest release still published.
+    assert catalogue.query_catalogue(path, "SELECT people FROM cohort_by_area").item() == 10
+    assert not (tmp_path / "published" / "releases" / "20260201T000000Z-b").exists()
+    assert (tmp_path / "staging" / "withdrawn" / "20260201T000000Z-b").is_dir()
+    [event] = [e for e in read_events(tmp_path) if e["event"] == "release_withdrawn"]
+    assert event["release_id"] == "20260201T000000Z-b" and event["reason"].startswith("a table")
+    with pytest.raises(ReleaseError, match="not published"):
+        withdraw(tmp_path, "20260201T000000Z-b", name="A", role="B", reason="again")
