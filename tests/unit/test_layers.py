@@ -12,7 +12,7 @@ CONFINED = {
     "prefect": ("flows/",),
     "great_expectations": ("transforms/validate.py",),
     "duckdb": ("transforms/catalogue.py", "transforms/release_checks.py"),
-    "faker": ("transforms/synthetic.py",),
+    "faker": ("transforms/synthetic/vocabulary.py",),
 }
 
 
