@@ -63,6 +63,13 @@ def _add_council(parser: argparse.ArgumentParser) -> None:
         default=0.02,
         help="share of identifiers with realistic errors (default: %(default)s)",
     )
+    parser.add_argument(
+        "--invalid",
+        type=float,
+        default=0.002,
+        help="share of rows that break their contract, for the quarantine to catch "
+        "(default: %(default)s)",
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -76,7 +83,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     # Dated today, so the extracts are within every contract's freshness window.
     summary = generate_council(
-        args.root, args.residents, args.seed, noise=args.noise, extract_date=date.today()
+        args.root,
+        args.residents,
+        args.seed,
+        noise=args.noise,
+        extract_date=date.today(),
+        invalid=args.invalid,
     )
     for department, rows in sorted(summary.rows.items()):
         print(f"  {department:<20} {rows:>9,} rows")

@@ -27,7 +27,7 @@ def published(prefect_harness, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("council")
     with _home_of(root):
-        generate_council(root, RESIDENTS, seed=11, extract_date=date.today())
+        generate_council(root, RESIDENTS, seed=11, extract_date=date.today(), invalid=0.01)
         release = share_cohorts(
             root=str(root), contracts=str(CONTRACTS), demo=True, demo_approval=True
         )
@@ -81,6 +81,7 @@ def test_report_accounts_for_every_row_and_is_labelled_demo(published):
     assert report["approval"]["automatic_demo_approval"] is True
     accounting = report["accounting"]
     assert accounting["balanced"] is True
+    assert accounting["rows_quarantined"] > 0  # the council was made with some broken rows
     assert (
         accounting["rows_received"]
         == accounting["records_accepted"] + accounting["rows_quarantined"]

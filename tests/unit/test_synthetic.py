@@ -397,3 +397,22 @@ def test_lsoa_hierarchy_covers_the_geography():
     lookup = load_geography().select("lsoa_code", "ward_code").unique().sort("lsoa_code")
     assert hierarchy.select("lsoa", "ward").sort("lsoa").rows() == lookup.rows()
     assert (hierarchy.get_column("top") == "*").all()
+
+
+def test_invalid_rows_break_only_the_postcode_and_leave_the_rest_byte_identical(tmp_path):
+    from transforms.synthetic.extracts import UNKNOWN_POSTCODE
+
+    generate_council(tmp_path / "clean", 2000, 3, invalid=0.0)
+    generate_council(tmp_path / "broken", 2000, 3, invalid=0.05)
+    clean = tmp_path / "clean" / "landing" / "benefits"
+    broken = tmp_path / "broken" / "landing" / "benefits"
+    [a] = clean.glob("*.parquet")
+    [b] = broken.glob("*.parquet")
+    before, after = pl.read_parquet(a), pl.read_parquet(b)
+    changed = before["postcode"] != after["postcode"]
+    assert 0 < changed.sum() < 0.2 * before.height
+    assert set(after.filter(changed)["postcode"]) == {UNKNOWN_POSTCODE}
+    assert before.drop("postcode").equals(after.drop("postcode"))
+    # Other files and the ground truth do not move.
+    for name in ("synthetic_truth/truth.parquet", "synthetic_truth/residents.parquet"):
+        assert (tmp_path / "clean" / name).read_bytes() == (tmp_path / "broken" / name).read_bytes()

@@ -36,6 +36,7 @@ from transforms.synthetic.extracts import (
     LAYOUTS,
     REQUIRED,
     assign_record_ids,
+    break_rules,
 )
 from transforms.synthetic.identifiers import (
     IDENTIFIER_FIELDS,
@@ -161,11 +162,13 @@ def generate_council(
     seed: int,
     noise: float = DEFAULT_NOISE,
     extract_date: dt.date = DEFAULT_EXTRACT_DATE,
+    invalid: float = 0.0,
 ) -> GenerationSummary:
     """Write a synthetic council under `root`: `landing/<department>/<department>_<YYYYMMDD>.<ext>`
-    for every department, and the ground truth under `synthetic_truth/`."""
+    for every department, and the ground truth under `synthetic_truth/`. A share `invalid` of
+    each extract's rows breaks its contract (an unusable postcode), for the quarantine to catch."""
     started = time.perf_counter()
-    _check_arguments(residents, seed, noise)
+    _check_arguments(residents, seed, noise, invalid)
     root = Path(root)
     people, households = build_population(residents, seed, extract_date)
 
@@ -188,6 +191,10 @@ def generate_council(
         )
         extract = FORMATTERS[department](noisy, random_stream(seed, "format", department))
         extract = extract.select(LAYOUTS[department].keys()).rename(LAYOUTS[department])
+        if invalid:
+            extract = break_rules(
+                extract, department, invalid, random_stream(seed, "invalid", department)
+            )
         path = root / "landing" / department / f"{department}_{stamp}.{EXTENSIONS[department]}"
         write_atomically(
             path, lambda target, d=department, e=extract: WRITERS[d](e, target, extract_date)
@@ -216,7 +223,7 @@ def generate_council(
     return GenerationSummary(residents=residents, rows=rows, files=files, seconds=seconds)
 
 
-def _check_arguments(residents: int, seed: int, noise: float) -> None:
+def _check_arguments(residents: int, seed: int, noise: float, invalid: float) -> None:
     problems = []
     if isinstance(residents, bool) or not isinstance(residents, int):
         problems.append("residents must be a whole number")
@@ -226,6 +233,8 @@ def _check_arguments(residents: int, seed: int, noise: float) -> None:
         problems.append("seed must be a whole number, 0 or more")
     if not isinstance(noise, int | float) or not 0.0 <= float(noise) <= 0.5:
         problems.append("noise must be a rate between 0 and 0.5")
+    if not isinstance(invalid, int | float) or not 0.0 <= float(invalid) <= 0.5:
+        problems.append("invalid must be a rate between 0 and 0.5")
     if problems:
         raise UserError("; ".join(problems))
 

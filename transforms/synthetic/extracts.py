@@ -250,3 +250,21 @@ FORMATTERS = {
     "council_tax": _format_council_tax,
     "benefits": _format_benefits,
 }
+
+
+# Values a case worker really types when the system forces an answer; each breaks a rule of
+# the department's contract, so the delivery's quarantine and its accounting have work to do.
+UNKNOWN_POSTCODE = "NFA"  # "no fixed abode": not a postcode, fails the postcode pattern
+
+
+def break_rules(extract: pl.DataFrame, department: str, rate: float, rng) -> pl.DataFrame:
+    """Replace the postcode of a share `rate` of rows with a value its contract rejects.
+
+    Drawn from its own random stream, so a council made with rate 0 is byte-identical to one
+    made before this option existed.
+    """
+    column = LAYOUTS[department]["postcode"]
+    broken = pl.Series(rng.random(extract.height) < rate)
+    return extract.with_columns(
+        pl.when(broken).then(pl.lit(UNKNOWN_POSTCODE)).otherwise(pl.col(column)).alias(column)
+    )
