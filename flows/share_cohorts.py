@@ -82,8 +82,9 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
         return {**summary, "status": "rejected", "reason": str(rejection)}
     key = resolve_key(demo=settings.demo)
     outcome = received.outcome
+    rules = load_linkage_rules(settings.contracts / "linkage.yaml")
     tokens, counts = pseudonymise(
-        received.frame, contract, key, load_geography(), outcome.extract_date
+        received.frame, contract, key, load_geography(), outcome.extract_date, rules=rules
     )
     write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
     registry.record(outcome)

@@ -1,0 +1,45 @@
+"""A run that fails midway leaves nothing half-written, and the next run resumes cleanly."""
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ConfigError
+from transforms.deliveries import DeliveryRegistry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_failed_run_resumes_without_reprocessing_or_duplicates(
+    prefect_harness, tmp_path, demo_home
+):
+    from flows.share_cohorts import share_cohorts
+    from transforms.synthetic import generate_council
+
+    root = tmp_path / "council"
+    contracts = tmp_path / "data_contracts"
+    shutil.copytree(REPO / "data_contracts", contracts)
+    generate_council(root, 2000, seed=3, extract_date=date.today())
+    policy = contracts / "disclosure_policy.yaml"
+    good = policy.read_text()
+    # Break the policy: the run gets past ingest, pseudonymisation and linkage, then stops.
+    policy.write_text(good.replace("k: 10", "k: ten"))
+
+    with pytest.raises(ConfigError, match="disclosure_policy.yaml"):
+        share_cohorts(root=str(root), contracts=str(contracts), demo=True)
+    assert len(DeliveryRegistry(root).all()) == 5
+    assert not (root / "staging").exists() or not any((root / "staging").iterdir())
+    assert not (root / "published").exists()
+
+    policy.write_text(good)
+    release = share_cohorts(root=str(root), contracts=str(contracts), demo=True)
+
+    assert len(DeliveryRegistry(root).all()) == 5  # nothing processed twice
+    secure = sorted(p.parent.name for p in (root / "secure" / "pseudonymised").rglob("*.parquet"))
+    assert secure == sorted(
+        ["adult_social_care", "benefits", "childrens_services", "council_tax", "housing"]
+    )
+    assert [p.name for p in (root / "staging").iterdir()] == [release]
+    assert not list(root.rglob("*.tmp"))
