@@ -15,14 +15,15 @@ so failing rows are known by row number, never by value.
 Rows that break a rule go to quarantine (`<root>/quarantine/<department>/<id16>.parquet`, a
 restricted zone) with row number, rule and column; file-level failures reject the delivery as a
 whole with a one-line `DeliveryRejected` naming file, rule, column and count.
+
+The Polars work around GX lives beside it: reading, typing and tallying chunks in
+`delivery_chunks`, the delivery summary, rejection wording and outcomes in `delivery_checks`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -35,6 +36,20 @@ from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected
 from transforms import ingest
 from transforms.deliveries import DeliveryRegistry
+from transforms.delivery_checks import (
+    accepted_outcome,
+    delivery_summary,
+    quarantine_rows,
+    rejected_outcome,
+    rejection_detail,
+)
+from transforms.delivery_chunks import (
+    BREACH_SCHEMA,
+    DeliveryRows,
+    Tally,
+    empty_typed,
+    prepared_chunks,
+)
 from transforms.ingest import ROW_NUMBER, reject
 from transforms.quarantine import quarantine_path, write_quarantine
 
@@ -50,7 +65,6 @@ logging.getLogger("great_expectations").setLevel(logging.ERROR)
 pandas_execution_engine.HASH_THRESHOLD = 0
 
 ROW_ID = "_row_id"
-BREACH_SCHEMA = {ROW_NUMBER: pl.Int64, "rule": pl.String, "column": pl.String}
 RESULT_FORMAT = {
     "result_format": "COMPLETE",
     "unexpected_index_column_names": [ROW_ID],
@@ -381,24 +395,8 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
         problems.append(rule)
     if not problems:
         return
-    details = {
-        "row_count": (
-            f"{summary['rows_received']} rows, contract allows "
-            f"{contract.row_count_min} to {contract.row_count_max or 'any'}"
-        ),
-        "freshness": (
-            f"extract dated {abs(summary['extract_age_days'])} day(s) "
-            f"{'before' if summary['extract_age_days'] >= 0 else 'after'} today, contract allows "
-            f"0 to {contract.max_latency_days} day(s) before"
-        ),
-        "quarantine_limit": (
-            f"{summary['rows_quarantined']} of {summary['rows_received']} rows quarantined "
-            f"({summary['quarantined_share']:.1%}), contract allows "
-            f"{contract.quarantine_limit:.1%}; {summary['breach_text']}"
-        ),
-    }
     rule = problems[0]
-    exc = reject(file_name, rule, "; ".join(details[p] for p in problems))
+    exc = reject(file_name, rule, rejection_detail(contract, summary, problems))
     exc.rows_received = summary["rows_received"]  # type: ignore[attr-defined]
     raise exc
 
@@ -406,259 +404,22 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
 # --- one delivery ----------------------------------------------------------------------------
 
 
-@dataclass
-class _Result:
-    frame: pl.DataFrame
-    breaches: pl.DataFrame
-    quarantined_raw: pl.DataFrame
-    rows_received: int
-    conformance: ingest.Conformance
-    neutralised: int
-
-
-def _breach_text(breaches: pl.DataFrame, limit: int = 5) -> str:
-    counts = (
-        breaches.unique([ROW_NUMBER, "rule", "column"])
-        .group_by("rule", "column")
-        .len()
-        .sort(["len", "rule", "column"], descending=[True, False, False])
-    )
-    parts = [f"{r['rule']} on '{r['column']}' x{r['len']}" for r in counts.head(limit).to_dicts()]
-    more = counts.height - limit
-    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
-
-
-@dataclass
-class _Prepared:
-    """One chunk read, conformed, screened for formulas and typed: everything before GX."""
-
-    frame: pl.DataFrame  # conformed raw values (formulas neutralised if the contract says so)
-    typed: pl.DataFrame
-    early: pl.DataFrame  # formula and type breaches, found before GX
-    checked: pl.DataFrame  # typed rows without early breaches: what GX validates
-    gx_frame: object  # `checked` as the pandas frame GX reads (None if no rows)
-    present: dict[str, int]  # non-null raw cells per column
-    untyped: dict[str, int]  # cells per column that could not be typed
-    neutralised: int
-
-
-def _prepare(batch: pl.DataFrame, contract: DepartmentContract, conformance, name: str):
-    frame = ingest.conform(batch, conformance, contract)
-    if frame.height == 0:
-        return None
-    wrong = ingest.uncoercible_columns(frame, contract)
-    if wrong:
-        col = contract.column(wrong[0])
-        raise reject(
-            name, "type_not_coercible",
-            f"column '{col.physical_name}' ({col.name}) holds {frame.schema[col.name]}, "
-            f"which cannot be read as {col.logical_type} ({len(wrong)} column(s))",
-            len(wrong),
-        )
-    formulas = ingest.formula_cells(frame, contract)
-    neutralised = 0
-    if contract.formula_policy == "neutralise":
-        frame = ingest.neutralise_formulas(frame, formulas)
-        neutralised, formulas = formulas.height, formulas.head(0)
-    typed, bad_types = ingest.coerce_types(frame, contract, excel_dates=contract.format == "xlsx")
-    typable = [c.name for c in contract.columns if c.logical_type != "string"]
-    counts = frame.select(pl.col(c).is_not_null().sum() for c in typable)
-    early = pl.concat(
-        [
-            formulas.with_columns(rule=pl.lit("formula")).select(list(BREACH_SCHEMA)),
-            bad_types.with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
-        ]
-    )
-    checked = (
-        typed.filter(~pl.col(ROW_NUMBER).is_in(early[ROW_NUMBER].implode()))
-        if early.height else typed
-    )
-    return _Prepared(
-        frame=frame,
-        typed=typed,
-        early=early,
-        checked=checked,
-        gx_frame=to_gx_frame(checked, contract) if checked.height else None,
-        present=dict(zip(typable, counts.row(0), strict=True)) if typable else {},
-        untyped=dict(bad_types.group_by("column").len().iter_rows()),
-        neutralised=neutralised,
-    )
-
-
-def _prepared_chunks(extract, contract, conformance, name: str) -> Iterator[_Prepared]:
-    """Prepare the next chunk in a worker thread while the caller validates this one: Polars
-    and Arrow release the GIL, so reading, typing and the pandas conversion overlap with GX's
-    Python-heavy work. At most two chunks are alive: the one validated and the one read."""
-    batches = iter(extract.batches)
-
-    def step() -> _Prepared | None | bool:
-        for batch in batches:
-            prepared = _prepare(batch, contract, conformance, name)
-            if prepared is not None:
-                return prepared
-        return False
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cohortshare-ingest") as pool:
-        pending = pool.submit(step)
-        while (prepared := pending.result()) is not False:
-            pending = pool.submit(step)
-            yield prepared
-            del prepared  # before waiting on the next one
-
-
-def _validate(path: Path, contract: DepartmentContract, today: date, chunk_rows: int) -> _Result:
+def _validate(
+    path: Path, contract: DepartmentContract, today: date, chunk_rows: int
+) -> DeliveryRows:
     name = path.name
     extract = ingest.open_extract(path, contract, chunk_rows)
     conformance = ingest.conform_header(extract.header, contract, name)
-    unique_cols = [c.name for c in contract.columns if c.unique]
-    accepted, breaches, quarantined_raw, keys = [], [], [], []
-    present: dict[str, int] = {}
-    untyped: dict[str, int] = {}
-    rows = neutralised = 0
-    for chunk in _prepared_chunks(extract, contract, conformance, name):
-        rows += chunk.frame.height
-        neutralised += chunk.neutralised
-        for totals, counts in ((present, chunk.present), (untyped, chunk.untyped)):
-            for col, n in counts.items():
-                totals[col] = totals.get(col, 0) + n
-        checked = chunk.checked
+    tally = Tally(path, contract, conformance, chunk_rows)
+    for chunk in prepared_chunks(extract, contract, conformance, name, to_gx_frame):
         rule_breaches = (
             validate_gx_frame(chunk.gx_frame, contract, name)
             if chunk.gx_frame is not None else pl.DataFrame(schema=BREACH_SCHEMA)
         )
         chunk.gx_frame = None  # free the pandas copy before the next chunk arrives
-        chunk_breaches = pl.concat([chunk.early, rule_breaches])
-        bad_rows = chunk_breaches[ROW_NUMBER].unique().implode()
-        good = (
-            chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows))
-            if chunk_breaches.height else chunk.typed
-        )
-        accepted.append(_shared_text(ingest.apply_value_maps(good, contract), contract))
-        del good
-        if chunk_breaches.height:
-            breaches.append(chunk_breaches)
-            quarantined_raw.append(
-                chunk.frame.filter(pl.col(ROW_NUMBER).is_in(bad_rows)).select(
-                    pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String)
-                )
-            )
-        if unique_cols:
-            # 8-byte hashes, not the keys: at 10M rows a copy of the ids would cost ~300 MB.
-            keys.append(checked.select(ROW_NUMBER, *(_key_hash(c) for c in unique_cols)))
-        del chunk, checked
-    for col, n in untyped.items():
-        if n and n == present.get(col):
-            column = contract.column(col)
-            raise reject(
-                name, "type_not_coercible",
-                f"column '{column.physical_name}' ({col}): none of {n} values can be read as "
-                f"{column.logical_type}",
-                n,
-            )
-    all_breaches = pl.concat(breaches) if breaches else pl.DataFrame(schema=BREACH_SCHEMA)
-    # No rechunk: the accepted rows are the largest thing held, and a copy would double them.
-    frame = _empty_typed(contract) if not accepted else pl.concat(accepted, rechunk=False)
-    # GX sees one chunk at a time; duplicates split across chunks are found here.
-    if len(keys) > 1:
-        all_keys = pl.concat(keys, rechunk=False)
-        keys.clear()
-        late, raw = _cross_chunk_duplicates(
-            all_keys, unique_cols, all_breaches,
-            lambda rows: conform_rows(path, contract, conformance, rows, chunk_rows),
-        )
-        if late.height:
-            all_breaches = pl.concat([all_breaches, late])
-            frame = frame.filter(~pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
-            quarantined_raw.append(raw)
-    raw_frame = (
-        pl.concat(quarantined_raw, how="diagonal_relaxed").unique(ROW_NUMBER).sort(ROW_NUMBER)
-        if quarantined_raw else pl.DataFrame(schema={ROW_NUMBER: pl.Int64})
-    )
-    return _Result(frame, all_breaches, raw_frame, rows, conformance, neutralised)
-
-
-def _shared_text(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
-    """Allowed-value text columns rebuilt as views of one small vocabulary.
-
-    Polars keeps text longer than 12 bytes in a buffer, once per row: at 10M rows a column of
-    'Support with Memory and Cognition' costs ~500 MB. Gathering from a vocabulary of the
-    allowed values (after value maps) shares those bytes, leaving 16 bytes a row. Same dtype,
-    same values; a column holding anything outside the vocabulary is left as it is."""
-    shared = []
-    for col in contract.columns:
-        if col.allowed_values is None or frame.schema[col.name] != pl.String:
-            continue
-        value_map = col.value_map or {}
-        words = list(dict.fromkeys(value_map.get(v, v) for v in col.allowed_values))
-        values = frame.get_column(col.name)
-        index = values.replace_strict(
-            words, list(range(len(words))), default=None, return_dtype=pl.UInt32
-        )
-        if index.null_count() == values.null_count():
-            shared.append(pl.Series(col.name, words, dtype=pl.String).gather(index))
-    return frame.with_columns(shared) if shared else frame
-
-
-def _key_hash(column: str) -> pl.Expr:
-    return pl.when(pl.col(column).is_not_null()).then(pl.col(column).hash(seed=0)).alias(column)
-
-
-def _cross_chunk_duplicates(keys: pl.DataFrame, unique_cols: list[str], known: pl.DataFrame,
-                            reread) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows whose unique key repeats across chunks and GX has not flagged: (breaches, their raw
-    rows). Candidates share a key hash; their values are re-read to rule out collisions."""
-    candidates = {}
-    for col in unique_cols:
-        # Sorting the hashes finds repeats in far less memory than a hash table of them.
-        hashes = keys.get_column(col).drop_nulls().sort()
-        repeated = hashes.filter(hashes == hashes.shift(1)).unique()
-        del hashes
-        if repeated.len() == 0:
-            continue
-        dup = keys.filter(pl.col(col).is_in(repeated.implode()))
-        flagged = known.filter((pl.col("rule") == "unique") & (pl.col("column") == col))
-        if dup.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode())).height:
-            candidates[col] = (dup, flagged)
-    empty = pl.DataFrame(schema=BREACH_SCHEMA), pl.DataFrame(schema={ROW_NUMBER: pl.Int64})
-    if not candidates:
-        return empty
-    rows = pl.concat([dup.select(ROW_NUMBER) for dup, _ in candidates.values()]).unique()
-    raw = reread(rows[ROW_NUMBER])
-    found = []
-    for col, (_, flagged) in candidates.items():
-        value = pl.col(col).str.strip_chars()
-        exact = raw.filter(value.is_not_null() & value.is_duplicated())
-        exact = exact.filter(~pl.col(ROW_NUMBER).is_in(flagged[ROW_NUMBER].implode()))
-        found.append(exact.select(ROW_NUMBER, rule=pl.lit("unique"), column=pl.lit(col)))
-    late = pl.concat(found).select(list(BREACH_SCHEMA))
-    return late, raw.filter(pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
-
-
-def conform_rows(path, contract, conformance, row_numbers: pl.Series, chunk_rows: int):
-    """Re-read the given rows (conformed, as text) for the quarantine file."""
-    extract = ingest.open_extract(path, contract, chunk_rows)
-    wanted = row_numbers.implode()
-    parts = [
-        ingest.conform(batch, conformance, contract)
-        .filter(pl.col(ROW_NUMBER).is_in(wanted))
-        .select(pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String))
-        for batch in extract.batches
-    ]
-    return pl.concat(parts)
-
-
-def _empty_typed(contract: DepartmentContract) -> pl.DataFrame:
-    targets = {
-        "string": pl.String, "date": pl.Date, "integer": pl.Int64,
-        "number": pl.Float64, "boolean": pl.Boolean,
-    }
-    schema = {ROW_NUMBER: pl.Int64} | {c.name: targets[c.logical_type] for c in contract.columns}
-    return pl.DataFrame(schema=schema)
-
-
-def _counts(breaches: pl.DataFrame, by: list[str]) -> dict[str, int]:
-    grouped = breaches.unique([ROW_NUMBER, *by]).group_by(by).len().sort(by)
-    return {":".join(str(v) for v in row[:-1]): int(row[-1]) for row in grouped.iter_rows()}
+        tally.add(chunk, rule_breaches)
+        del chunk
+    return tally.finish()
 
 
 def inspect_delivery(
@@ -697,47 +458,17 @@ def inspect_delivery(
                     f"({previous.status}, {previous.processed_at:%Y-%m-%d %H:%M})",
                 )
         result = _validate(path, contract, today, chunk_rows)
-        rows_quarantined = result.breaches[ROW_NUMBER].n_unique()
-        summary = {
-            "rows_received": result.rows_received,
-            "extract_age_days": (today - extract_date).days,
-            "quarantined_share": rows_quarantined / max(result.rows_received, 1),
-            "rows_quarantined": rows_quarantined,
-            "breach_text": _breach_text(result.breaches) if rows_quarantined else "",
-        }
+        summary = delivery_summary(result, today, extract_date)
         try:
             validate_delivery_summary(contract, path.name, summary)
         except DeliveryRejected as exc:
             exc.rows_received = result.rows_received  # type: ignore[attr-defined]
             raise
     except DeliveryRejected as exc:
-        received = getattr(exc, "rows_received", 0)
-        rule = getattr(exc, "rule", "rejected")
-        outcome = DeliveryOutcome(
-            **base, status="rejected", rows_received=received, rows_accepted=0,
-            rows_quarantined=received, quarantine_by_rule={rule: received} if received else {},
-            rejection=str(exc), rejection_rule=rule,
-        )
-        return Received(_empty_typed(contract), outcome), pl.DataFrame(schema=BREACH_SCHEMA)
-    conformance = result.conformance
-    quarantine = result.breaches.unique([ROW_NUMBER, "rule", "column"]).sort(
-        [ROW_NUMBER, "rule", "column"]
-    )
-    if quarantine.height:
-        quarantine = quarantine.join(result.quarantined_raw, on=ROW_NUMBER, how="left")
-    outcome = DeliveryOutcome(
-        **base,
-        status="accepted",
-        rows_received=result.rows_received,
-        rows_accepted=result.frame.height,
-        rows_quarantined=rows_quarantined,
-        quarantine_by_rule=_counts(result.breaches, ["rule"]),
-        quarantine_by_column=_counts(result.breaches, ["rule", "column"]),
-        dropped_columns=conformance.dropped,
-        renamed_columns=conformance.renamed,
-        missing_optional_columns=conformance.missing_optional,
-        neutralised_cells=result.neutralised,
-    )
+        outcome = rejected_outcome(base, exc)
+        return Received(empty_typed(contract), outcome), pl.DataFrame(schema=BREACH_SCHEMA)
+    quarantine = quarantine_rows(result)
+    outcome = accepted_outcome(base, result, summary["rows_quarantined"])
     return Received(result.frame, outcome), quarantine  # chunks arrive in file order
 
 
