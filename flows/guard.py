@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,8 +37,6 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _debug() -> bool:
-    import os
-
     return os.environ.get("COHORTSHARE_DEBUG") == "1"
 
 

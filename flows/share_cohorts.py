@@ -31,10 +31,11 @@ from transforms.geography import load_geography
 from transforms.hierarchy import load_hierarchies
 from transforms.ingest import fingerprint_file
 from transforms.link import link, load_linkage_rules
+from transforms.parquet_files import write_parquet
 from transforms.population import build_population
 from transforms.pseudonymise import pseudonymise
 from transforms.report import markdown_summary, write_report
-from transforms.secure import latest_tokens, write_parquet_atomically, write_tokens
+from transforms.secure import latest_tokens, write_tokens
 from transforms.tabulate import tabulate
 from transforms.validate import receive_delivery
 
@@ -120,7 +121,7 @@ def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
     population, _incomplete, population_counts = build_population(linked)
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomically(population, secure / "population.parquet")
+    write_parquet(population, secure / "population.parquet")
     return {
         "deliveries": [meta["delivery_id"] for meta in inputs.values()],
         "pseudonymisation": {
@@ -150,7 +151,7 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
     )
     out = settings.root / "secure" / "anonymised"
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomically(result.frame, out / "population.parquet")
+    write_parquet(result.frame, out / "population.parquet")
     return result.to_dict()
 
 

@@ -18,12 +18,11 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 
 from schemas.errors import ReleaseError
+from transforms.parquet_files import write_parquet
 
 CATALOGUE_FILE = "cohorts.duckdb"
-METADATA_KEY = b"cohortshare"
 
 
 def staging_dir(root: Path, release_id: str) -> Path:
@@ -56,21 +55,11 @@ def stage_release(
 
     def fill(folder: Path) -> None:
         for name, frame in tables.items():
-            arrow = frame.to_arrow()
-            table_meta = {**metadata, "table": name}
-            arrow = arrow.replace_schema_metadata(
-                {METADATA_KEY: json.dumps(table_meta, sort_keys=True, default=str).encode()}
-            )
-            pq.write_table(arrow, folder / f"{name}.parquet")
+            write_parquet(frame, folder / f"{name}.parquet", {**metadata, "table": name})
 
     target = staging_dir(root, release_id)
     _write_atomically(target, fill)
     return {name: target / f"{name}.parquet" for name in tables}
-
-
-def read_release_metadata(path: Path) -> dict[str, Any]:
-    raw = pq.read_schema(path).metadata or {}
-    return json.loads(raw.get(METADATA_KEY, b"{}"))
 
 
 def _make_read_only(folder: Path) -> None:

@@ -7,15 +7,14 @@ so a crash never leaves a half-written delivery that a later run would link.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
-METADATA_KEY = b"cohortshare"
+from transforms.parquet_files import read_metadata, write_parquet
+
+__all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_tokens"]
 
 
 def tokens_dir(root: Path) -> Path:
@@ -36,25 +35,9 @@ def write_tokens(
         "key_id": key_id,
         "pseudonymisation": counts,
     }
-    arrow = tokens.to_arrow()
-    arrow = arrow.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
     target = folder / name
-    tmp = folder / f".{name}.tmp"
-    pq.write_table(arrow, tmp)
-    os.replace(tmp, target)
+    write_parquet(tokens, target, meta)
     return target
-
-
-def write_parquet_atomically(frame: pl.DataFrame, target: Path) -> None:
-    """Write under a temporary name and rename, so readers never see half a file."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    frame.write_parquet(tmp)
-    os.replace(tmp, target)
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    raw = pq.read_schema(path).metadata or {}
-    return json.loads(raw.get(METADATA_KEY, b"{}"))
 
 
 def latest_tokens(root: Path) -> dict[Path, dict[str, Any]]:
