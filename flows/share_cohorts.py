@@ -185,8 +185,9 @@ def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[Del
     ]
 
 
-def build_report(settings, release_id, key_id, deliveries, linked, anonymised, staged, contracts):
-    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
+def build_report(
+    settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contracts
+):
     people = linked["population"]
     accounting = {
         "rows_received": sum(d.rows_received for d in deliveries),
@@ -275,8 +276,9 @@ def share_cohorts(
     staged = stage_candidate(settings, release_id, metadata)
     rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
     deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     report = build_report(
-        settings, release_id, key_id, deliveries, linked, anonymised, staged, contract_set
+        settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contract_set
     )
     json_path, html_path = write_report(settings.root, report)
     create_markdown_artifact(
@@ -292,7 +294,6 @@ def share_cohorts(
         tables=[t["table"] for t in staged["tables"]],
     )
     logger.info("release %s staged; report at %s", release_id, html_path)
-    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     if demo_approval:
         decide(
             settings.root,
