@@ -139,8 +139,8 @@ def synthetic_adult(rows: int, seed: int) -> pl.DataFrame:
 
 
 def _run_case(case: str, limit: float, path: Path, repeat: int, baseline: bool) -> dict:
-    from transforms.anonymise import anonymise
-    from transforms.hierarchy import load_hierarchies
+    from transforms.disclosure.anonymise import anonymise
+    from transforms.disclosure.hierarchy import load_hierarchies
 
     def scan() -> pl.LazyFrame:
         if path.suffix == ".csv":
@@ -213,7 +213,7 @@ def _run_case(case: str, limit: float, path: Path, repeat: int, baseline: bool) 
 
 def _naive_baseline(frame: pl.DataFrame, hierarchies: dict, sample: int | None) -> dict:
     """Row-level group-by at every lattice node (or a sample of nodes, scaled up)."""
-    from transforms.utility import aggregate
+    from transforms.disclosure.utility import aggregate
 
     started = time.perf_counter()
     records = frame.height

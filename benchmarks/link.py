@@ -6,7 +6,7 @@ The input is simulated at token level (linkage never sees more): residents with 
 rule, five departments drawing overlapping residents at the synthetic council's proportions,
 each department missing the identifiers its system often lacks, and 2% of tokens replaced
 (an identifier typed wrongly; an NHS or NI number typed wrongly fails its check: missing).
-Ours is `transforms.link.link` with the shipped rules, conflict checks and quality counts;
+Ours is `transforms.identity.link.link` with the shipped rules, conflict checks and quality counts;
 the baseline is a Python union-find over the same token equalities in rule order, with no
 conflict checks or counts. `ratio` is our seconds over the baseline's. Pairwise precision and
 recall against the simulated truth are reported for both.
@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from benchmarks._measure import peak_rss_mb
-from transforms.link import link, load_linkage_rules
+from transforms.identity.link import link, load_linkage_rules
 
 TARGET_SECONDS = 30.0
 # Share of all records, and the chance each rule's identifiers are present, per department

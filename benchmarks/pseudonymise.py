@@ -3,8 +3,9 @@
 `python -m benchmarks pseudonymise [--rows N] [--baseline-rows M] [--repeats R]`
 
 Both sides tokenise the same normalised NHS numbers with the same subkey; ours runs the
-vectorised engine `transforms.pseudonymise.tokenise_columns` (polars-hash when installed, else
-hashlib), the baseline is `hmac.new(subkey, message, sha256).hexdigest()` in a Python loop.
+vectorised engine `transforms.identity.pseudonymise.tokenise_columns` (polars-hash when
+installed, else hashlib), the baseline is `hmac.new(subkey, message, sha256).hexdigest()`
+in a Python loop.
 The two outputs are compared on every row the baseline computed. `ratio` is our seconds per
 identifier over the baseline's; `normalise_and_tokenise_per_second` also counts normalising
 the raw, spaced NHS numbers as departments send them.
@@ -30,9 +31,9 @@ import numpy as np
 import polars as pl
 
 from benchmarks._measure import peak_rss_mb
-from transforms import normalise
-from transforms.keys import PseudonymisationKey
-from transforms.pseudonymise import hmac_engine, tokenise_columns
+from transforms.identity import normalise
+from transforms.identity.keys import PseudonymisationKey
+from transforms.identity.pseudonymise import hmac_engine, tokenise_columns
 
 TARGET_PER_SECOND = 4_000_000
 CHUNK = 1_000_000

@@ -63,7 +63,7 @@ def _build_extract(path: Path, rows: int, contract_name: str, seed: int = 42) ->
 
 
 def _today_for(path: Path):
-    from transforms.ingest import extract_date_of
+    from transforms.intake.ingest import extract_date_of
 
     return extract_date_of(path) + dt.timedelta(days=1)
 
@@ -72,7 +72,7 @@ def _child(side: str, path: Path, contract_name: str, chunk_rows: int) -> dict:
     """Run one side in this (child) process; report its own time and peak memory."""
     from benchmarks._measure import peak_rss_mb
     from schemas.contract import load_contracts
-    from transforms import validate
+    from transforms.intake import validate
 
     contract = load_contracts(REPO / "data_contracts")[contract_name]
     validate._suites(contract)  # GX context and suites: a per-process start-up cost, not per row
@@ -96,7 +96,7 @@ def _baseline(path: Path, contract) -> tuple[int, int]:
     whole row suite on it in one GX batch."""
     import polars as pl
 
-    from transforms import ingest, validate
+    from transforms.intake import ingest, validate
 
     extract = ingest.open_extract(path, contract, chunk_rows=1 << 40)
     conformance = ingest.conform_header(extract.header, contract, path.name)
@@ -124,7 +124,7 @@ def _run_child(side: str, path: Path, contract: str, chunk_rows: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transforms.ingest import DEFAULT_CHUNK_ROWS
+    from transforms.intake.ingest import DEFAULT_CHUNK_ROWS
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks validate", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)

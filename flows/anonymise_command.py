@@ -64,8 +64,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transforms.anonymise import anonymise
-    from transforms.hierarchy import load_hierarchies
+    from transforms.disclosure import anonymise, load_hierarchies
 
     quasi_identifiers = [q.strip() for q in args.qi.split(",") if q.strip()]
     if not quasi_identifiers:

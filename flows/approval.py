@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.errors import ReleaseError
-from transforms import audit, catalogue
-from transforms.report import read_report, report_dir, write_report
+from transforms.release import audit, catalogue
+from transforms.release.report import read_report, report_dir, write_report
 
 DECISIONS = ("approve", "reject")
 

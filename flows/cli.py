@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _print_deliveries(root: Path, release_id: str) -> None:
     """One line per delivery in the release: the accounting a data engineer checks first."""
-    from transforms.report import read_report
+    from transforms.release.report import read_report
 
     for d in read_report(root, release_id).deliveries:
         line = (
@@ -158,7 +158,7 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 def _print_query(root: Path, sql: str) -> None:
     import polars as pl
 
-    from transforms.catalogue import CATALOGUE_FILE, query_catalogue
+    from transforms.release.catalogue import CATALOGUE_FILE, query_catalogue
 
     result = query_catalogue(root / "published" / CATALOGUE_FILE, sql)
     with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, tbl_hide_dataframe_shape=True):
@@ -172,7 +172,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.share_cohorts import share_cohorts
-    from transforms.catalogue import CATALOGUE_FILE
+    from transforms.release.catalogue import CATALOGUE_FILE
 
     landing = args.root / "landing"
     if not landing.is_dir() or not any(landing.rglob("*.*")):

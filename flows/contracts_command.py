@@ -21,7 +21,7 @@ from schemas.contract import (
     parse_contract_text,
 )
 from schemas.errors import ContractError
-from transforms.contract_docs import render_page
+from transforms.intake import render_page
 
 # --- check ---------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from schemas.contract import load_contracts
 from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected, UserError
-from transforms.deliveries import DeliveryRegistry
+from transforms.intake import DeliveryRegistry
 
 COLUMNS = (
     ("department", 20), ("file", 34), ("fingerprint", 16), ("version", 8), ("status", 9),
@@ -72,7 +72,7 @@ def list_deliveries(args: argparse.Namespace) -> int:
 
 
 def check_delivery(args: argparse.Namespace) -> int:
-    from transforms.validate import inspect_delivery  # GX is slow to import: only when needed
+    from transforms.intake import inspect_delivery  # GX is slow to import: only when needed
 
     contracts = load_contracts(args.contracts)
     if args.department not in contracts:

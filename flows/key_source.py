@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from schemas.errors import KeyCustodyError
-from transforms.keys import (
+from transforms.identity.keys import (
     DEFAULT_KEY_BLOCK,
     HOW_TO_PROVIDE,
     KEY_BLOCK_ENV_VAR,

@@ -17,13 +17,17 @@ from pathlib import Path
 from flows.key_source import KeyLocation, key_block_name, key_file_path, locate_key, store_key
 from schemas.contract import load_contracts
 from schemas.errors import KeyCustodyError, UserError
-from transforms import audit
-from transforms.geography import load_geography
-from transforms.ingest import fingerprint_file
-from transforms.keys import PseudonymisationKey, generate_key
-from transforms.link import load_linkage_rules
-from transforms.pseudonymise import pseudonymise
-from transforms.secure import read_metadata, tokens_dir, write_tokens
+from transforms.identity import (
+    load_geography,
+    load_linkage_rules,
+    pseudonymise,
+    read_metadata,
+    tokens_dir,
+    write_tokens,
+)
+from transforms.identity.keys import PseudonymisationKey, generate_key
+from transforms.intake import fingerprint_file
+from transforms.release import audit
 
 # Secure-zone folders derived from tokens (person and household keys): stale after a rotation,
 # rebuilt by the next run.
@@ -146,7 +150,7 @@ def rotate_key(
     new_key: PseudonymisationKey | None = None,
 ) -> RotationSummary:
     """Store a new key, then re-make every secure delivery not made with it, from landing/."""
-    from transforms.validate import inspect_delivery  # GX: imported only when rotating
+    from transforms.intake import inspect_delivery  # GX: imported only when rotating
 
     root = Path(root)
     contracts = load_contracts(Path(contracts_dir))

@@ -24,20 +24,21 @@ from schemas.contract import load_contracts
 from schemas.errors import ConfigError, DeliveryRejected, KeyCustodyError, NoDataError
 from schemas.policy import load_cohorts, load_policy
 from schemas.report import DeliverySummary, ReleaseReport
-from transforms import audit, catalogue, release_checks
-from transforms.anonymise import anonymise
-from transforms.deliveries import DeliveryRegistry
-from transforms.geography import load_geography
-from transforms.hierarchy import load_hierarchies
-from transforms.ingest import fingerprint_file
-from transforms.link import link, load_linkage_rules
-from transforms.parquet_files import write_parquet
-from transforms.population import build_population
-from transforms.pseudonymise import pseudonymise
-from transforms.report import markdown_summary, write_report
-from transforms.secure import latest_tokens, write_tokens
-from transforms.tabulate import tabulate
-from transforms.validate import receive_delivery
+from transforms.disclosure import anonymise, load_hierarchies, tabulate
+from transforms.files import write_parquet
+from transforms.identity import (
+    build_population,
+    latest_tokens,
+    link,
+    load_geography,
+    load_linkage_rules,
+    pseudonymise,
+    write_tokens,
+)
+from transforms.intake import DeliveryRegistry, fingerprint_file, receive_delivery
+from transforms.release import audit, catalogue
+from transforms.release import gates as release_checks
+from transforms.release.report import markdown_summary, write_report
 
 LIMITATIONS = [
     "Secondary suppression treats every total of each table (over any of its columns) as "

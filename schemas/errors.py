@@ -80,6 +80,12 @@ class LinkageError(UserError):
     exit_code = 13
 
 
+class BusyError(UserError):
+    """Another operation holds the data root's lock (a run, an approval, a withdrawal)."""
+
+    exit_code = 14
+
+
 class PipelineError(CohortShareError):
     """A stage failed for a reason we did not foresee; reported by stage and type only."""
 

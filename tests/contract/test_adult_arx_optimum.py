@@ -14,8 +14,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from transforms.anonymise import anonymise
-from transforms.hierarchy import load_hierarchies
+from transforms.disclosure.anonymise import anonymise
+from transforms.disclosure.hierarchy import load_hierarchies
 
 ADULT = Path(__file__).resolve().parents[2] / ".." / "shared" / "benchmarks" / "adult"
 STANDARD_QIS = [

@@ -17,8 +17,8 @@ import yaml
 
 from schemas.contract import load_contracts
 from schemas.errors import DeliveryRejected
-from transforms.deliveries import DeliveryRegistry
-from transforms.validate import receive_delivery
+from transforms.intake.registry import DeliveryRegistry
+from transforms.intake.validate import receive_delivery
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "deliveries"

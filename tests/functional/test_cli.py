@@ -61,7 +61,7 @@ def test_user_errors_are_one_line_with_their_own_exit_code(tmp_path, args, error
 def test_bad_query_is_a_user_error_not_a_traceback(tmp_path):
     import polars as pl
 
-    from transforms import catalogue
+    from transforms.release import catalogue
 
     catalogue.stage_release(
         tmp_path, "r1", {"cohort_x": pl.DataFrame({"a": ["x"], "people": [10]})}, {}

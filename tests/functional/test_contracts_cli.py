@@ -11,8 +11,8 @@ import pytest
 
 from flows.cli import main
 from schemas.contract import load_contracts
-from transforms.deliveries import DeliveryRegistry
-from transforms.validate import receive_delivery
+from transforms.intake.registry import DeliveryRegistry
+from transforms.intake.validate import receive_delivery
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "deliveries"

@@ -5,7 +5,7 @@ from datetime import date
 from pathlib import Path
 
 from schemas.contract import load_contracts
-from transforms.deliveries import DeliveryRegistry
+from transforms.intake.registry import DeliveryRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "data_contracts"

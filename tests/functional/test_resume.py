@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import ConfigError
-from transforms.deliveries import DeliveryRegistry
+from transforms.intake.registry import DeliveryRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 

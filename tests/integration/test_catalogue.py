@@ -5,8 +5,8 @@ import pytest
 
 from schemas.errors import DisclosureError, ReleaseError
 from schemas.policy import CohortDefinitions, CohortTable, DisclosurePolicy
-from transforms import catalogue
-from transforms.release_checks import check_release, scan_values
+from transforms.release import catalogue
+from transforms.release.gates import check_release, scan_values
 
 POLICY = DisclosurePolicy(
     name="test",
@@ -141,7 +141,7 @@ def test_failed_staging_leaves_nothing_behind(tmp_path):
 
 def test_withdrawn_release_leaves_the_catalogue_but_not_the_audit_log(tmp_path):
     from flows.approval import withdraw
-    from transforms.audit import read_events
+    from transforms.release.audit import read_events
 
     _stage(tmp_path, "20260101T000000Z-a", pl.DataFrame({"area": ["a"], "people": [10]}))
     catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)

@@ -19,12 +19,12 @@ import pytest
 
 from schemas.contract import load_contracts
 from tests.leaks import landing_identifiers
-from transforms.geography import load_geography
-from transforms.ingest import extract_date_of
-from transforms.keys import PseudonymisationKey
-from transforms.link import link, load_linkage_rules
-from transforms.pseudonymise import pseudonymise
-from transforms.secure import write_tokens
+from transforms.identity.geography import load_geography
+from transforms.identity.keys import PseudonymisationKey
+from transforms.identity.link import link, load_linkage_rules
+from transforms.identity.pseudonymise import pseudonymise
+from transforms.identity.secure import write_tokens
+from transforms.intake.ingest import extract_date_of
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "data_contracts"
@@ -54,8 +54,8 @@ def link_council(root: Path, noise: float, residents: int = RESIDENTS, seed: int
                  write_secure: bool = False):
     """Generate, ingest, pseudonymise and link a council; return linked records with their
     department record ids (for the truth join only), counts, and the pseudonymise counts."""
+    from transforms.intake.validate import inspect_delivery
     from transforms.synthetic import generate_council
-    from transforms.validate import inspect_delivery
 
     generate_council(root, residents, seed=seed, noise=noise)
     contracts = load_contracts(CONTRACTS)

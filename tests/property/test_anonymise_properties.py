@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.errors import DisclosureError
-from transforms.anonymise import anonymise
-from transforms.hierarchy import from_table
+from transforms.disclosure.anonymise import anonymise
+from transforms.disclosure.hierarchy import from_table
 
 
 @st.composite

@@ -7,7 +7,7 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from transforms.link import LinkageRules, link
+from transforms.identity.link import LinkageRules, link
 
 RULES = LinkageRules.model_validate(
     {

@@ -6,7 +6,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.tabulate import protect_against_differencing
+from transforms.disclosure.tabulate import protect_against_differencing
 
 DIMS = ["x", "y", "z"]
 

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from schemas.errors import ConfigError, DisclosureError, HierarchyError
-from transforms.anonymise import anonymise
-from transforms.hierarchy import from_table
+from transforms.disclosure.anonymise import anonymise
+from transforms.disclosure.hierarchy import from_table
 
 AGE = from_table("age", "age.csv", [[str(a), f"{a // 10 * 10}s", "*"] for a in range(20, 60)])
 SEX = from_table("sex", "sex.csv", [["F", "*"], ["M", "*"]])

@@ -6,7 +6,12 @@ import polars as pl
 import pytest
 
 from schemas.errors import HierarchyError
-from transforms.hierarchy import encode_frame, from_table, load_hierarchies, load_hierarchy
+from transforms.disclosure.hierarchy import (
+    encode_frame,
+    from_table,
+    load_hierarchies,
+    load_hierarchy,
+)
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts" / "hierarchies"
 

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.contract import load_contracts
 from schemas.errors import DeliveryRejected
-from transforms import ingest
+from transforms.intake import ingest
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = load_contracts(REPO / "data_contracts")
@@ -184,7 +184,7 @@ def test_a_reader_that_stops_early_rejects_the_delivery_instead_of_passing_part_
     import pytest
 
     from schemas.errors import DeliveryRejected
-    from transforms.ingest import ROW_NUMBER, _guarded
+    from transforms.intake.ingest import ROW_NUMBER, _guarded
 
     first_half = pl.DataFrame({ROW_NUMBER: [1, 2], "a": ["x", "y"]})
     batches = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)

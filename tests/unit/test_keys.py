@@ -11,7 +11,7 @@ import pytest
 from flows import key_source
 from flows.key_source import resolve_key
 from schemas.errors import KeyCustodyError
-from transforms.keys import (
+from transforms.identity.keys import (
     MIN_KEY_BYTES,
     PseudonymisationKey,
     check_key_file,
@@ -87,7 +87,7 @@ def test_group_readable_key_file_is_refused_without_showing_the_key(tmp_path):
 
 
 def test_key_file_inside_the_project_is_refused():
-    from transforms.keys import project_root
+    from transforms.identity.keys import project_root
 
     with pytest.raises(KeyCustodyError):
         write_key_file(project_root() / "oops.key", generate_key())
@@ -178,11 +178,11 @@ def _process_all(root, key):
     from pathlib import Path
 
     from schemas.contract import load_contracts
-    from transforms.geography import load_geography
-    from transforms.ingest import extract_date_of
-    from transforms.pseudonymise import pseudonymise
-    from transforms.secure import write_tokens
-    from transforms.validate import inspect_delivery
+    from transforms.identity.geography import load_geography
+    from transforms.identity.pseudonymise import pseudonymise
+    from transforms.identity.secure import write_tokens
+    from transforms.intake.ingest import extract_date_of
+    from transforms.intake.validate import inspect_delivery
 
     contracts = load_contracts(Path(__file__).resolve().parents[2] / "data_contracts")
     for department, contract in contracts.items():
@@ -201,8 +201,8 @@ def test_rotation_retokenises_the_secure_zone_and_records_only_key_ids(
     import polars as pl
 
     from flows.keys_command import rotate_key
-    from transforms import audit
-    from transforms.secure import read_metadata, tokens_dir
+    from transforms.identity.secure import read_metadata, tokens_dir
+    from transforms.release import audit
 
     root = tmp_path / "root"
     shutil.copytree(council, root)

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from schemas.errors import LinkageError
-from transforms.link import LinkageRules, link, load_linkage_rules
+from transforms.identity.link import LinkageRules, link, load_linkage_rules
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from transforms import normalise as norm
+from transforms.identity import normalise as norm
 
 
 def _one(expr: pl.Expr, values, dtype=pl.String) -> list:

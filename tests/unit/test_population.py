@@ -1,6 +1,6 @@
 import polars as pl
 
-from transforms.population import build_population
+from transforms.identity.population import build_population
 
 
 def _linked(**columns):

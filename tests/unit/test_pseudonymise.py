@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 
 from schemas.contract import load_contracts
-from transforms.geography import load_geography
-from transforms.keys import PseudonymisationKey
-from transforms.link import load_linkage_rules
-from transforms.pseudonymise import SEPARATOR, hmac_sha256_hex, pseudonymise
+from transforms.identity.geography import load_geography
+from transforms.identity.keys import PseudonymisationKey
+from transforms.identity.link import load_linkage_rules
+from transforms.identity.pseudonymise import SEPARATOR, hmac_sha256_hex, pseudonymise
 
 REPO = Path(__file__).resolve().parents[2]
 EXTRACT = date(2025, 1, 31)
@@ -199,7 +199,7 @@ def test_missing_row_number_is_refused_without_values(contracts, geography, rule
 
 
 def test_hmac_engines_agree_with_the_standard_library():
-    from transforms.pseudonymise import _polars_hash, tokenise_columns
+    from transforms.identity.pseudonymise import _polars_hash, tokenise_columns
 
     messages = ["9434765919", "zoë\x1fo'brien", "", "x" * 200, None, "9434765919"]
     subkey = KEY.subkey("linkage", "nhs_number")
@@ -217,7 +217,7 @@ def test_hmac_engines_agree_with_the_standard_library():
 
 
 def test_library_errors_are_reraised_without_values(contracts, geography, rules, postcode):
-    from transforms.pseudonymise import PseudonymisationError
+    from transforms.identity.pseudonymise import PseudonymisationError
 
     frame = asc_frame(postcode).with_columns(pl.lit(FORENAME).alias("row_number"))
     with pytest.raises(PseudonymisationError) as caught:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from schemas.errors import UserError
-from transforms.geography import load_geography
+from transforms.identity.geography import load_geography
 from transforms.synthetic import (
     DEPARTMENTS,
     EXTENSIONS,

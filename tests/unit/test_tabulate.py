@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from schemas.policy import SMALL_NUMBER_RULES, CohortTable, DisclosurePolicy
-from transforms.tabulate import round_to_base, tabulate
+from transforms.disclosure.tabulate import round_to_base, tabulate
 
 TABLE = CohortTable(
     name="cohort_test", title="t", description="d", unit="people", dimensions={"area": "lsoa"}

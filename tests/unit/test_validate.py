@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from schemas.contract import load_contracts
 from schemas.errors import DeliveryRejected
-from transforms import validate
-from transforms.deliveries import DeliveryRegistry
-from transforms.validate import arrow_friendly_regex, compile_suite, receive_delivery
+from transforms.intake import validate
+from transforms.intake.registry import DeliveryRegistry
+from transforms.intake.validate import arrow_friendly_regex, compile_suite, receive_delivery
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "deliveries"

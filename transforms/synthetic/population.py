@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from transforms.geography import load_geography
+from transforms.identity.geography import load_geography
 from transforms.synthetic.identifiers import synthetic_nhs_numbers, synthetic_ni_numbers
 from transforms.synthetic.streams import normalised, random_stream
 from transforms.synthetic.vocabulary import ETHNICITY_WEIGHTS, Vocabulary, build_vocabulary

@@ -25,13 +25,13 @@ import numpy as np
 import polars as pl
 
 from schemas.errors import ConfigError, DisclosureError, HierarchyError, NoDataError
-from transforms import utility
-from transforms.evaluation import NodeCheck, NodeEvaluator
-from transforms.groupify import histogram, histogram_query, low_weights
-from transforms.hierarchy import Hierarchy, encode_frame, leaf_code
-from transforms.lattice import Lattice, find_optimum
-from transforms.privacy_models import PrivacyModels
-from transforms.risk import RiskSummary, summarise
+from transforms.disclosure import utility
+from transforms.disclosure.evaluation import NodeCheck, NodeEvaluator
+from transforms.disclosure.groupify import histogram, histogram_query, low_weights
+from transforms.disclosure.hierarchy import Hierarchy, encode_frame, leaf_code
+from transforms.disclosure.lattice import Lattice, find_optimum
+from transforms.disclosure.privacy_models import PrivacyModels
+from transforms.disclosure.risk import RiskSummary, summarise
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.hierarchy import Hierarchy
+from transforms.disclosure.hierarchy import Hierarchy
 
 
 def level_shares(hierarchy: Hierarchy) -> list[np.ndarray]:

@@ -24,9 +24,14 @@ from datetime import date
 import polars as pl
 
 from schemas.contract import Column, DepartmentContract
-from transforms import normalise as norm
-from transforms.keys import TOKEN_SCHEME, PseudonymisationKey
-from transforms.link import DEFAULT_RULES_PATH, LinkageRule, LinkageRules, load_linkage_rules
+from transforms.identity import normalise as norm
+from transforms.identity.keys import TOKEN_SCHEME, PseudonymisationKey
+from transforms.identity.link import (
+    DEFAULT_RULES_PATH,
+    LinkageRule,
+    LinkageRules,
+    load_linkage_rules,
+)
 
 SEPARATOR = "\x1f"
 DERIVED_COLUMNS = ("age", "lsoa", "sex", "ethnicity")

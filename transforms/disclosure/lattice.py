@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transforms.evaluation import NodeCheck
+from transforms.disclosure.evaluation import NodeCheck
 
 # Losses closer than this are equal (ARX rounds its scores); keeps ties stable across runs.
 LOSS_TOLERANCE = 1e-12

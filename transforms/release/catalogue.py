@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from schemas.errors import ReleaseError
-from transforms.parquet_files import write_parquet
+from transforms.files import write_parquet
 
 CATALOGUE_FILE = "cohorts.duckdb"
 

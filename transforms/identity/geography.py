@@ -13,7 +13,7 @@ import polars as pl
 from schemas.errors import ConfigError
 
 DEFAULT_GEOGRAPHY_PATH = (
-    Path(__file__).resolve().parents[1] / "data_contracts" / "reference" / "geography.csv"
+    Path(__file__).resolve().parents[2] / "data_contracts" / "reference" / "geography.csv"
 )
 
 GEOGRAPHY_SCHEMA = pl.Schema(

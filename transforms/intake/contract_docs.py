@@ -9,7 +9,7 @@ from jinja2 import Environment, FileSystemLoader
 from schemas.contract import DepartmentContract
 
 _TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"), keep_trailing_newline=True
+    loader=FileSystemLoader(Path(__file__).parent), keep_trailing_newline=True
 )
 
 TREATMENTS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 import polars as pl
 
 from schemas.contract import DepartmentContract
-from transforms import ingest
-from transforms.ingest import ROW_NUMBER, reject
+from transforms.intake import ingest
+from transforms.intake.ingest import ROW_NUMBER, reject
 
 BREACH_SCHEMA = {ROW_NUMBER: pl.Int64, "rule": pl.String, "column": pl.String}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from transforms.parquet_files import read_metadata, write_parquet
+from transforms.files import read_metadata, write_parquet
 
 __all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_tokens"]
 

@@ -38,7 +38,7 @@ try:  # the vectorised SHA-256 of the HMAC engine (transforms/pseudonymise.py), 
 except ImportError:  # pragma: no cover - depends on the environment
     _polars_hash = None
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[1] / "data_contracts" / "linkage.yaml"
+DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "data_contracts" / "linkage.yaml"
 TOKEN_PREFIX = "tok_"
 PERSON_KEY_PREFIX = "p-"
 HOUSEHOLD_KEY_PREFIX = "h-"

@@ -34,24 +34,24 @@ import polars as pl
 from schemas.contract import Column, DepartmentContract
 from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected
-from transforms import ingest
-from transforms.deliveries import DeliveryRegistry
-from transforms.delivery_checks import (
+from transforms.intake import ingest
+from transforms.intake.checks import (
     accepted_outcome,
     delivery_summary,
     quarantine_rows,
     rejected_outcome,
     rejection_detail,
 )
-from transforms.delivery_chunks import (
+from transforms.intake.chunks import (
     BREACH_SCHEMA,
     DeliveryRows,
     Tally,
     empty_typed,
     prepared_chunks,
 )
-from transforms.ingest import ROW_NUMBER, reject
-from transforms.quarantine import quarantine_path, write_quarantine
+from transforms.intake.ingest import ROW_NUMBER, reject
+from transforms.intake.quarantine import quarantine_path, write_quarantine
+from transforms.intake.registry import DeliveryRegistry
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import great_expectations as gx  # noqa: E402

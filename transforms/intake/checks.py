@@ -16,8 +16,8 @@ import polars as pl
 from schemas.contract import DepartmentContract
 from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected
-from transforms.delivery_chunks import DeliveryRows
-from transforms.ingest import ROW_NUMBER
+from transforms.intake.chunks import DeliveryRows
+from transforms.intake.ingest import ROW_NUMBER
 
 
 def breach_text(breaches: pl.DataFrame, limit: int = 5) -> str:

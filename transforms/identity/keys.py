@@ -146,7 +146,7 @@ def demo_key_path() -> Path:
 
 
 def project_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def check_key_file(path: Path) -> None:

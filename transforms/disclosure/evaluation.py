@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transforms.groupify import Cells, class_index, regroup
-from transforms.hierarchy import Hierarchy
-from transforms.privacy_models import ClassStats, PrivacyModels, class_stats
+from transforms.disclosure.groupify import Cells, class_index, regroup
+from transforms.disclosure.hierarchy import Hierarchy
+from transforms.disclosure.privacy_models import ClassStats, PrivacyModels, class_stats
 
 
 @dataclass(frozen=True)

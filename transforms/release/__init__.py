@@ -1,0 +1,6 @@
+"""Release: independent gates, staging and publishing (Parquet and the DuckDB catalogue), the
+anonymisation report and the audit log. Only this stage imports DuckDB. Its modules are public:
+each is a separate concern the flows call directly.
+"""
+
+PUBLIC_MODULES = ("audit", "catalogue", "gates", "report")
