@@ -16,9 +16,11 @@ from pathlib import Path
 from flows import anonymise_command, contracts_command, deliveries_command, keys_command
 from schemas.errors import CohortShareError, UserError
 
+# The prevention question: where are residents with two or more vulnerability indicators?
 EXAMPLE_QUERY = (
-    "SELECT departments, CAST(sum(people) AS BIGINT) AS people FROM cohort_department_overlap "
-    "GROUP BY departments ORDER BY people DESC LIMIT 8"
+    "SELECT ward, CAST(sum(people) AS BIGINT) AS people "
+    "FROM cohort_prevention_two_plus_indicators WHERE NOT withheld "
+    "GROUP BY ward ORDER BY people DESC LIMIT 8"
 )
 UNEXPECTED_EXIT = 70
 

@@ -20,18 +20,27 @@ from flows.approval import decide
 from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
 from flows.settings import Settings
+from schemas.cohorts import load_cohorts, load_indicators
 from schemas.contract import load_contracts
 from schemas.errors import ConfigError, DeliveryRejected, KeyCustodyError, NoDataError
-from schemas.policy import load_cohorts, load_policy
+from schemas.policy import load_policy
 from schemas.report import DeliverySummary, ReleaseReport
-from transforms.disclosure import anonymise, load_hierarchies, tabulate
+from transforms.disclosure import (
+    anonymise,
+    check_definitions,
+    load_hierarchies,
+    protect_release,
+    worst_hidden_share,
+)
 from transforms.files import write_parquet
 from transforms.identity import (
+    PersonFeatures,
     build_population,
     latest_tokens,
     link,
     load_geography,
     load_linkage_rules,
+    person_features,
     pseudonymise,
     write_tokens,
 )
@@ -41,10 +50,8 @@ from transforms.release import gates as release_checks
 from transforms.release.report import markdown_summary, write_report
 
 LIMITATIONS = [
-    "Secondary suppression treats every total of each table (over any of its columns) as "
-    "known and withholds extra cells so no withheld cell can be recovered from one; it is a "
-    "heuristic, not a full linear audit across tables or releases, where rounding is the "
-    "remaining protection.",
+    "Cohort tables count every linked resident with a known area; the record-level "
+    "anonymiser's output is used for risk measurement only and removes nobody from a table.",
     "Linkage is deterministic on keyed tokens (data_contracts/linkage.yaml). When a weaker rule "
     "would join records holding two different NHS numbers, NI numbers or dates of birth, the "
     "link is refused and counted as a conflict; the records stay apart.",
@@ -52,6 +59,27 @@ LIMITATIONS = [
     "postcode only; people recorded that way in several departments may be counted twice.",
     "Age is 'unknown' for people whose only records carry no date of birth (mostly council tax).",
 ]
+
+
+# Groups an IG officer asks about, and the published dimensions that carry them.
+HIDDEN_GROUPS = {
+    "department": {"department", "department_a", "department_b"},
+    "ethnic group": {"ethnic_group"},
+    "age band": {"age_band"},
+    "indicator": {"indicator"},
+}
+
+
+def check_declarations(contracts_dir: Path, contract_set: dict) -> PersonFeatures:
+    """Everything declarative is checked before any data is read: attributes, indicators,
+    cohort definitions against the population they will count."""
+    features = person_features(contract_set, load_indicators(contracts_dir / "indicators.yaml"))
+    check_definitions(
+        load_cohorts(contracts_dir / "cohorts.yaml"),
+        features.columns(),
+        load_hierarchies(contracts_dir / "hierarchies"),
+    )
+    return features
 
 
 def landing_files(root: Path, contracts: dict) -> list[tuple[str, Path]]:
@@ -103,7 +131,7 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
 
 @task(persist_result=False, cache_policy=NO_CACHE)
 @guarded
-def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
+def link_population(settings: Settings, key_id: str, features: PersonFeatures) -> dict[str, Any]:
     """Link the latest accepted delivery of every department into one population of residents."""
     inputs = latest_tokens(settings.root)
     if not inputs:
@@ -119,7 +147,7 @@ def link_population(settings: Settings, key_id: str) -> dict[str, Any]:
         )
     records = pl.concat([pl.read_parquet(p) for p in inputs], how="diagonal_relaxed")
     linked, link_counts = link(records, load_linkage_rules(settings.contracts / "linkage.yaml"))
-    population, _incomplete, population_counts = build_population(linked)
+    population, _incomplete, population_counts = build_population(linked, features)
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)
     write_parquet(population, secure / "population.parquet")
@@ -159,18 +187,27 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
 @task(persist_result=False, cache_policy=NO_CACHE)
 @guarded
 def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict[str, Any]:
-    """Tabulate the cohorts, stage them, and run the independent disclosure checks."""
+    """Tabulate the cohorts from the whole linked population, protect them together, stage
+    them, and run the independent disclosure checks."""
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
+    hierarchies = load_hierarchies(settings.contracts / "hierarchies")
+    population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
+    protected = protect_release(population, cohorts, policy, hierarchies)
+    staged = catalogue.stage_release(settings.root, release_id, protected.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
-    population = pl.read_parquet(anonymised)
-    tables, counts = {}, []
-    for table in cohorts.tables:
-        tables[table.name], table_counts = tabulate(population, table, policy)
-        counts.append(table_counts.to_dict())
-    staged = catalogue.stage_release(settings.root, release_id, tables, metadata)
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)
-    return {"tables": counts, "checks": checks.to_dict()}
+    return {
+        "people_counted": population.height,  # the balance's third term, from the file itself
+        "tables": [c.to_dict() for c in protected.counts],
+        "protection": {
+            "audit_rounds": protected.rounds,
+            "cells_withheld_for_the_release": protected.cells_withheld_for_the_release,
+        },
+        "hidden": protected.hidden,
+        "worst_hidden": worst_hidden_share(protected.hidden, HIDDEN_GROUPS),
+        "checks": checks.to_dict(),
+    }
 
 
 def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[DeliverySummary]:
@@ -197,16 +234,14 @@ def build_report(
         "records_linked": people["records"],
         "people_linked": people["people"],
         "people_withheld_no_area": people["people_incomplete"],
-        "people_suppressed_by_anonymiser": anonymised["suppressed"],
-        "people_released_to_cohort_tables": anonymised["released"],
+        "people_counted_in_cohort_tables": staged["people_counted"],
     }
     # Each count comes from the stage that produced it, so the identities can fail.
     accounting["balanced"] = (
         accounting["rows_received"]
         == accounting["records_accepted"] + accounting["rows_quarantined"]
         and accounting["records_accepted"] == accounting["records_linked"]
-        and people["people"]
-        == people["people_incomplete"] + anonymised["suppressed"] + anonymised["released"]
+        and people["people"] == people["people_incomplete"] + staged["people_counted"]
     )
     return ReleaseReport(
         release_id=release_id,
@@ -227,6 +262,9 @@ def build_report(
         population=people,
         anonymisation=anonymised,
         tables=staged["tables"],
+        protection=staged["protection"],
+        hidden=staged["hidden"],
+        worst_hidden=staged["worst_hidden"],
         accounting=accounting,
         checks=staged["checks"],
         limitations=LIMITATIONS,
@@ -252,6 +290,7 @@ def share_cohorts(
     settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
     logger = get_run_logger()
     contract_set = load_contracts(settings.contracts)
+    features = check_declarations(settings.contracts, contract_set)
     key_id = resolve_key(demo=demo).key_id
     files = landing_files(settings.root, contract_set)
     logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
@@ -265,7 +304,7 @@ def share_cohorts(
                 file=result["file"],
                 reason=result["reason"],
             )
-    linked = link_population(settings, key_id)
+    linked = link_population(settings, key_id, features)
     anonymised = anonymise_population(settings)
     release_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
     metadata = {

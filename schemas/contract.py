@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import jsonschema
 import open_data_contract_standard
+import polars as pl
 import yaml
 from open_data_contract_standard.model import OpenDataContractStandard, SchemaProperty
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -45,6 +46,19 @@ IdentifierType = Literal[
 CheckDigit = Literal["nhs_mod11"]
 FormulaPolicy = Literal["neutralise", "quarantine"]
 Operator = Literal[">=", ">", "<=", "<"]
+# How several records of one resident in one department combine into one person attribute:
+# any/all for yes-no facts, latest (the resident's last record in the extract), max/min for
+# numbers and dates, count for how many records.
+Combine = Literal["any", "all", "latest", "max", "min", "count"]
+
+# The Polars type of each logical type, wherever a contract's column becomes a frame's column.
+POLARS_TYPES: dict[str, type[pl.DataType]] = {
+    "string": pl.String,
+    "date": pl.Date,
+    "integer": pl.Int64,
+    "number": pl.Float64,
+    "boolean": pl.Boolean,
+}
 
 CONTRACT_SUFFIX = ".odcs.yaml"
 RULE_ENGINE = "cohortshare"
@@ -72,6 +86,8 @@ class Column(BaseModel):
     value_map: dict[str, str] | None = None
     aliases: tuple[str, ...] = ()
     check_digit: CheckDigit | None = None
+    # Set when the column may feed cohort tables as a person attribute (`cohortAttribute`).
+    cohort_combine: Combine | None = None
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -174,6 +190,7 @@ def _column(prop: SchemaProperty, where: str, problems: list[str]) -> Column | N
             value_map=custom.get("valueMap"),
             aliases=tuple(aliases),
             check_digit=custom.get("checkDigit"),
+            cohort_combine=custom.get("cohortAttribute"),
         )
     except ValidationError as exc:
         for err in exc.errors():
@@ -257,6 +274,14 @@ def _semantic_problems(contract: DepartmentContract, name: str) -> list[str]:
                 f"{where}: treatment: a direct identifier must be tokenised or dropped, "
                 f"not '{col.treatment}'"
             )
+        if col.cohort_combine is not None:
+            if col.treatment != "keep":
+                problems.append(f"{where}: cohortAttribute: only a kept column may feed cohorts")
+            if col.cohort_combine in ("any", "all") and col.logical_type != "boolean":
+                problems.append(f"{where}: cohortAttribute: {col.cohort_combine} needs a boolean")
+            if col.cohort_combine in ("max", "min") and col.logical_type in ("string", "boolean"):
+                problems.append(f"{where}: cohortAttribute: {col.cohort_combine} needs a number "
+                                "or date")
         if col.treatment == "tokenise" and col.identifier_type is None:
             problems.append(f"{where}: identifierType: required when treatment is tokenise")
     names = {c.name: c for c in contract.columns}

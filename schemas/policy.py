@@ -91,25 +91,7 @@ class DisclosurePolicy(BaseModel):
         return self
 
 
-class CohortTable(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^cohort_[a-z0-9_]+$")
-    title: str
-    description: str
-    unit: Literal["people", "households"]
-    # published column name -> population column it is taken from
-    dimensions: dict[str, str] = Field(min_length=1)
-    per_department: bool = False
-
-
-class CohortDefinitions(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    tables: tuple[CohortTable, ...] = Field(min_length=1)
-
-
-def _load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
+def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -125,8 +107,4 @@ def _load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
 
 
 def load_policy(path: Path) -> DisclosurePolicy:
-    return _load_yaml_model(path, DisclosurePolicy)  # type: ignore[return-value]
-
-
-def load_cohorts(path: Path) -> CohortDefinitions:
-    return _load_yaml_model(path, CohortDefinitions)  # type: ignore[return-value]
+    return load_yaml_model(path, DisclosurePolicy)  # type: ignore[return-value]

@@ -36,6 +36,14 @@ class ReleaseReport(BaseModel):
     population: dict[str, Any]
     anonymisation: dict[str, Any]
     tables: list[dict[str, Any]]
+    # How the release was protected as a whole: audit rounds, cells withheld beyond each
+    # table's own protection, and the differencing audit's figures.
+    protection: dict[str, Any] = {}
+    # Who is hidden: {table: {"unit", "dimensions": {dimension: {value: {units, hidden}}}}}
+    hidden: dict[str, Any] = {}
+    # Per group of interest (department, ethnic group, age band, indicator): for each value,
+    # the largest share hidden in any table where it is a dimension, and that table.
+    worst_hidden: dict[str, Any] = {}
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]

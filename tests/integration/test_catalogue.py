@@ -4,7 +4,8 @@ import polars as pl
 import pytest
 
 from schemas.errors import DisclosureError, ReleaseError
-from schemas.policy import CohortDefinitions, CohortTable, DisclosurePolicy
+from schemas.cohorts import CohortDefinitions, CohortTable, Dimension
+from schemas.policy import DisclosurePolicy
 from transforms.release import catalogue
 from transforms.release.gates import check_release, scan_values
 
@@ -21,8 +22,9 @@ COHORTS = CohortDefinitions(
             name="cohort_by_area",
             title="t",
             description="d",
+            question="q",
             unit="people",
-            dimensions={"area": "lsoa"},
+            dimensions=(Dimension(name="area", source="lsoa"),),
         ),
     )
 )
@@ -50,31 +52,49 @@ def _stage(root, release, table):
     )
 
 
+def _table(areas, people, withheld=None):
+    withheld = withheld or [False] * len(areas)
+    return pl.DataFrame(
+        {"area": areas, "people": people, "withheld": withheld},
+        schema_overrides={"people": pl.Int64},
+    )
+
+
 def test_checks_pass_on_an_honest_release(tmp_path):
-    population = _population(tmp_path, {"a": 10, "b": 12})
-    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a", "b"], "people": [10, 12]}))
+    population = _population(tmp_path, {"a": 10, "b": 12, "c": 20})
+    staged = _stage(tmp_path, "r1", _table(["a", "b", "c"], [10, 12, None], [False, False, True]))
     counts = check_release(staged, population, COHORTS, POLICY)
-    assert counts.rows_checked == 2 and counts.rows_below_k == 0 and counts.values_scanned == 2
+    assert counts.rows_checked == 3 and counts.rows_below_k == 0 and counts.values_scanned == 3
 
 
-def test_gate_recomputes_true_counts_and_refuses_a_small_cell(tmp_path):
-    # The staged table claims 10 people in area "b", but only 4 live there.
-    population = _population(tmp_path, {"a": 30, "b": 4})
-    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a", "b"], "people": [30, 10]}))
-    with pytest.raises(DisclosureError, match="1 row.* fewer than 10 people"):
+@pytest.mark.parametrize(("shown", "refused"), [(9, True), (10, False), (11, False), (0, False)])
+def test_gate_refuses_a_published_row_below_k_at_the_boundary(tmp_path, shown, refused):
+    population = _population(tmp_path, {"a": 30})
+    staged = _stage(tmp_path, "r1", _table(["a", "b"], [30, shown]))
+    if refused:
+        with pytest.raises(DisclosureError, match="1 published row.* fewer than k=10 people"):
+            check_release(staged, population, COHORTS, POLICY)
+    else:
+        assert check_release(staged, population, COHORTS, POLICY).rows_below_k == 0
+
+
+def test_gate_refuses_a_withheld_row_that_shows_a_count(tmp_path):
+    population = _population(tmp_path, {"a": 30})
+    staged = _stage(tmp_path, "r1", _table(["a", "b"], [30, 4], [False, True]))
+    with pytest.raises(DisclosureError, match="1 withheld row"):
         check_release(staged, population, COHORTS, POLICY)
 
 
 def test_gate_refuses_a_population_that_is_not_k_anonymous(tmp_path):
     population = _population(tmp_path, {"a": 30, "b": 4})
-    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["a"], "people": [30]}))
+    staged = _stage(tmp_path, "r1", _table(["a"], [30]))
     with pytest.raises(DisclosureError, match="1 quasi-identifier class"):
         check_release(staged, population, COHORTS, POLICY)
 
 
 def test_identifier_scan_stops_a_release_and_names_the_kind_not_the_value(tmp_path):
     population = _population(tmp_path, {"943 476 5919": 12})
-    staged = _stage(tmp_path, "r1", pl.DataFrame({"area": ["943 476 5919"], "people": [12]}))
+    staged = _stage(tmp_path, "r1", _table(["943 476 5919"], [12]))
     with pytest.raises(DisclosureError) as error:
         check_release(staged, population, COHORTS, POLICY)
     assert "nhs_number" in str(error.value) and "5919" not in str(error.value)

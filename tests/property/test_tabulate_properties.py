@@ -24,13 +24,13 @@ def test_every_total_with_a_published_cell_hides_two_or_more_withheld_cells(
     cells = pl.DataFrame(
         {d: [str(k[i]) for k in keys] for i, d in enumerate(DIMS)}
         | {"_true": counts[: len(keys)]}
-    ).with_columns((pl.col("_true") < threshold).alias("_withheld"))
+    ).with_columns((pl.col("_true") < threshold).alias("withheld"))
     protected = protect_against_differencing(cells, DIMS, threshold)
 
     # Never un-withholds, and keeps every cell.
     assert protected.height == cells.height
-    before = dict(zip(cells.select(DIMS).rows(), cells["_withheld"], strict=True))
-    after = dict(zip(protected.select(DIMS).rows(), protected["_withheld"], strict=True))
+    before = dict(zip(cells.select(DIMS).rows(), cells["withheld"], strict=True))
+    after = dict(zip(protected.select(DIMS).rows(), protected["withheld"], strict=True))
     assert all(after[c] for c, w in before.items() if w)
 
     for size in range(len(DIMS)):
@@ -40,9 +40,9 @@ def test_every_total_with_a_published_cell_hides_two_or_more_withheld_cells(
                 protected.with_columns(pl.lit(0).alias("_all"))
                 .group_by(keys_ or ["_all"])
                 .agg(
-                    n=pl.col("_withheld").sum(),
-                    units=pl.col("_true").filter(pl.col("_withheld")).sum(),
-                    published=(~pl.col("_withheld")).sum(),
+                    n=pl.col("withheld").sum(),
+                    units=pl.col("_true").filter(pl.col("withheld")).sum(),
+                    published=(~pl.col("withheld")).sum(),
                 )
                 .filter(pl.col("published") > 0)
             )

@@ -1,14 +1,23 @@
-"""Small-number rules and the k threshold at their boundaries: (k-1, k, k+1)."""
+"""Cohort tables: the small-number rule at its boundaries (k-1, k, k+1), rounding, withheld
+rows, and each kind of dimension (level, bands, expand each and pair, where, sensitive)."""
 
 import polars as pl
 import pytest
 
-from schemas.policy import SMALL_NUMBER_RULES, CohortTable, DisclosurePolicy
+from schemas.cohorts import CohortTable, Dimension
+from schemas.policy import SMALL_NUMBER_RULES, DisclosurePolicy
+from transforms.disclosure.hierarchy import from_table
 from transforms.disclosure.tabulate import round_to_base, tabulate
 
-TABLE = CohortTable(
-    name="cohort_test", title="t", description="d", unit="people", dimensions={"area": "lsoa"}
-)
+
+def _table(*dimensions: Dimension, unit: str = "people", where: str | None = None):
+    return CohortTable(
+        name="cohort_test", title="t", description="d", question="q", unit=unit, where=where,
+        dimensions=dimensions,
+    )
+
+
+AREA = _table(Dimension(name="area", source="lsoa"))
 
 
 def _policy(k: int, rule: str) -> DisclosurePolicy:
@@ -22,32 +31,48 @@ def _population(sizes: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame({"person_key": [f"p{i}" for i in range(len(areas))], "lsoa": areas})
 
 
+def _published(frame: pl.DataFrame, unit: str = "people") -> dict:
+    dims = [c for c in frame.columns if c not in (unit, "withheld")]
+    shown = frame.filter(~pl.col("withheld"))
+    return {row[:-1] if len(dims) > 1 else row[0]: row[-1]
+            for row in shown.select(*dims, unit).rows()}
+
+
 @pytest.mark.parametrize("rule", sorted(SMALL_NUMBER_RULES))
 @pytest.mark.parametrize("k", [5, 10, 11])
 def test_cells_below_the_threshold_are_withheld_at_the_boundary(rule, k):
     policy = _policy(k, rule)
     m = policy.min_published_count
-    # Two small cells, so the withheld ones already protect each other (see differencing below).
+    # Two small cells, so the withheld ones already protect each other.
     sizes = {"a": m - 1, "a2": m - 1, "b": m, "c": m + 1}
-    published, counts = tabulate(_population(sizes), TABLE, policy)
-    assert published["area"].to_list() == ["b", "c"]
+    staged, counts = tabulate(_population(sizes), AREA, policy)
+    assert sorted(_published(staged)) == ["b", "c"]
+    # Withheld cells stay in the table, marked, with no count: never mistaken for zero.
+    withheld = staged.filter(pl.col("withheld"))
+    assert withheld["area"].to_list() == ["a", "a2"] and withheld["people"].null_count() == 2
     assert counts.cells_suppressed == 2 and counts.units_in_suppressed_cells == 2 * (m - 1)
     assert counts.cells_suppressed_secondary == 0
     assert counts.units_in_published_cells == 2 * m + 1
-    assert published["people"].min() >= k
+    assert staged.filter(~pl.col("withheld"))["people"].min() >= k
+
+
+def test_a_lone_small_cell_takes_the_smallest_other_cell_with_it():
+    policy = _policy(10, "ons_threshold_10")
+    staged, counts = tabulate(_population({"a": 3, "b": 12, "c": 40}), AREA, policy)
+    assert _published(staged) == {"c": 40}
+    assert counts.cells_suppressed_secondary == 1
 
 
 def test_nhs_england_withholds_one_to_seven_and_rounds_to_five():
     policy = _policy(2, "nhs_england")
-    sizes = {"a": 7, "a2": 7, "b": 8, "c": 12, "d": 13}
-    published, _ = tabulate(_population(sizes), TABLE, policy)
-    assert dict(published.iter_rows()) == {"b": 10, "c": 10, "d": 15}
+    staged, _ = tabulate(_population({"a": 7, "a2": 7, "b": 8, "c": 12, "d": 13}), AREA, policy)
+    assert _published(staged) == {"b": 10, "c": 10, "d": 15}
 
 
 def test_ons_threshold_publishes_exact_counts_from_ten():
     policy = _policy(2, "ons_threshold_10")
-    published, _ = tabulate(_population({"a": 9, "a2": 9, "b": 10, "c": 13}), TABLE, policy)
-    assert dict(published.iter_rows()) == {"b": 10, "c": 13}
+    staged, _ = tabulate(_population({"a": 9, "a2": 9, "b": 10, "c": 13}), AREA, policy)
+    assert _published(staged) == {"b": 10, "c": 13}
 
 
 @pytest.mark.parametrize(("count", "rounded"), [(10, 10), (12, 10), (13, 15), (17, 15), (18, 20)])
@@ -55,71 +80,73 @@ def test_round_half_up_to_base_five(count, rounded):
     assert pl.select(round_to_base(pl.lit(count), 5)).item() == rounded
 
 
-def test_per_department_tables_count_a_resident_once_in_each_department():
-    table = CohortTable(
-        name="cohort_d",
-        title="t",
-        description="d",
-        unit="people",
-        per_department=True,
-        dimensions={"department": "department"},
+def _people(**columns) -> pl.DataFrame:
+    n = len(next(iter(columns.values())))
+    return pl.DataFrame({"person_key": [f"p{i:03d}" for i in range(n)], **columns})
+
+
+def test_expand_each_counts_a_resident_once_in_each_department():
+    population = _people(departments=[["housing", "benefits"]] * 12 + [["housing"]] * 3)
+    table = _table(Dimension(name="department", source="departments", expand="each"))
+    staged, _ = tabulate(population, table, _policy(2, "ons_threshold_10"))
+    assert _published(staged) == {"benefits": 12, "housing": 15}
+
+
+def test_expand_pair_counts_each_pair_once_with_caseloads_on_the_diagonal():
+    population = _people(departments=[["benefits", "housing"]] * 12 + [["housing"]] * 10)
+    table = _table(
+        Dimension(name="department_a", source="departments", expand="pair"),
+        Dimension(name="department_b", source="departments", expand="pair"),
     )
-    population = pl.DataFrame(
-        {
-            "person_key": [f"p{i}" for i in range(12)],
-            "departments": [["housing", "benefits"]] * 12,
-        }
+    staged, _ = tabulate(population, table, _policy(2, "ons_threshold_10"))
+    assert _published(staged) == {
+        ("benefits", "benefits"): 12, ("benefits", "housing"): 12, ("housing", "housing"): 22,
+    }
+
+
+def test_bands_and_where_filter():
+    population = _people(indicator_count=[0] * 10 + [1] * 10 + [2] * 6 + [3] * 5 + [4] * 6)
+    table = _table(
+        Dimension(name="held", source="indicator_count", bands=("1", "2+")),
+        where="indicator_count >= 1",
     )
-    published, counts = tabulate(population, table, _policy(10, "ons_threshold_10"))
-    assert dict(published.iter_rows()) == {"benefits": 12, "housing": 12}
-    assert counts.units_in_published_cells == 24
+    staged, _ = tabulate(population, table, _policy(2, "ons_threshold_10"))
+    assert _published(staged) == {"1": 10, "2+": 17}
 
 
-def test_household_tables_count_households_not_people():
-    table = CohortTable(
-        name="cohort_h", title="t", description="d", unit="households", dimensions={"area": "lsoa"}
+def test_level_generalises_along_the_hierarchy():
+    hierarchy = from_table("lsoa", "test", [["L1", "W1", "*"], ["L2", "W1", "*"], ["L3", "W2", "*"]])
+    population = _people(lsoa=["L1"] * 6 + ["L2"] * 6 + ["L3"] * 12)
+    table = _table(Dimension(name="ward", source="lsoa", level=1))
+    staged, _ = tabulate(population, table, _policy(2, "ons_threshold_10"), {"lsoa": hierarchy})
+    assert _published(staged) == {"W1": 12, "W2": 12}
+
+
+def test_households_are_counted_once_from_their_first_member():
+    population = pl.DataFrame({
+        "person_key": [f"p{i:02d}" for i in range(30)],
+        "household_key": [f"h{i // 2}" for i in range(24)] + [None] * 6,
+        "lsoa": ["L1"] * 30,
+    })
+    staged, _ = tabulate(population, _table(Dimension(name="area", source="lsoa"),
+                                            unit="households"), _policy(2, "ons_threshold_10"))
+    assert _published(staged, "households") == {"L1": 12}
+
+
+@pytest.mark.parametrize(("in_arrears", "withheld"), [(0, True), (20, True), (10, False)])
+def test_all_or_none_of_a_group_sharing_a_sensitive_value_is_withheld(in_arrears, withheld):
+    # Ward W1 has 20 tenants: all, none, or half in arrears; ward W2 is always mixed.
+    arrears = [True] * in_arrears + [False] * (20 - in_arrears) + [True] * 15 + [False] * 15
+    wards = ["W1"] * 20 + ["W2"] * 30
+    table = _table(
+        Dimension(name="in_rent_arrears", source="in_rent_arrears", sensitive=True),
+        Dimension(name="ward", source="ward"),
     )
-    population = pl.DataFrame(
-        {
-            "person_key": [f"p{i}" for i in range(30)],
-            "household_key": [f"h{i // 3}" for i in range(30)],
-            "lsoa": ["a"] * 30,
-        }
-    )
-    published, _ = tabulate(population, table, _policy(10, "ons_threshold_10"))
-    assert dict(published.iter_rows()) == {"a": 10}
-
-
-def test_threshold_rises_until_rounding_cannot_show_less_than_k():
-    assert _policy(11, "nhs_england").min_published_count == 13
-    assert _policy(10, "nhs_england").min_published_count == 10
-    assert _policy(3, "ons_threshold_10").min_published_count == 10
-
-
-def test_a_lone_withheld_cell_takes_the_smallest_published_cell_with_it():
-    # Without the partner, the grand total (known, say, from an annual report) minus the
-    # published cells would give the withheld 3 back exactly.
-    policy = _policy(10, "ons_threshold_10")
-    published, counts = tabulate(_population({"a": 3, "b": 11, "c": 40}), TABLE, policy)
-    assert dict(published.iter_rows()) == {"c": 40}
-    assert counts.cells_suppressed == 2 and counts.cells_suppressed_secondary == 1
-    assert counts.units_in_suppressed_cells == 14
-
-
-def test_withheld_cells_are_protected_in_every_total_of_the_table():
-    table = CohortTable(name="cohort_t", title="t", description="d", unit="people",
-                        dimensions={"area": "lsoa", "sex": "sex"})
-    sizes = {("a", "F"): 4, ("a", "M"): 30, ("b", "F"): 25, ("b", "M"): 26, ("c", "F"): 12,
-             ("c", "M"): 50}
-    rows = [(area, sex) for (area, sex), n in sizes.items() for _ in range(n)]
-    population = pl.DataFrame({"person_key": [f"p{i}" for i in range(len(rows))],
-                               "lsoa": [r[0] for r in rows], "sex": [r[1] for r in rows]})
-    published, _ = tabulate(population, table, _policy(10, "ons_threshold_10"))
-    shown = {(r[0], r[1]): r[2] for r in published.iter_rows()}
-    withheld = {cell: n for cell, n in sizes.items() if cell not in shown}
-    assert ("a", "F") in withheld
-    # Every total (by area, by sex, grand) leaves no withheld cell alone or below 10.
-    for group in [lambda c: c[0], lambda c: c[1], lambda c: 0]:
-        for key in {group(c) for c in sizes}:
-            hidden = [n for c, n in withheld.items() if group(c) == key]
-            assert len(hidden) != 1 and (not hidden or sum(hidden) >= 10), key
+    staged, counts = tabulate(_people(in_rent_arrears=arrears, ward=wards), table,
+                              _policy(5, "ons_threshold_10"))
+    w1 = staged.filter(pl.col("ward") == "W1")
+    # Both values of the sensitive dimension are listed, zeros included, so a missing row
+    # cannot tell "none" either.
+    assert sorted(w1["in_rent_arrears"]) == ["no", "yes"]
+    assert w1["withheld"].all() is withheld
+    assert (counts.cells_attribute_disclosure == 2) is withheld

@@ -1,15 +1,22 @@
-"""Cohort tables from the anonymised population, with the small-number rule applied.
+"""Cohort tables from the whole linked population, with the small-number rule applied.
 
-A published row must stand for at least `policy.min_published_count` people (the larger of k
-and the small-number threshold); smaller cells are withheld entirely rather than shown as a
-blank, so no published row stands for fewer than k people. Published counts are rounded to the
-policy's base.
+Every resident is counted: no record is suppressed before tabulation, because record
+suppression lands on the smallest groups and would hide them from every table. Protection is
+per cell instead:
 
-Withholding one cell is not enough when a total is known: a department's caseload, published
-elsewhere, minus the published cells gives the withheld one back. So every total of a table
-(over any subset of its columns, including the grand total) is treated as known, and within
-each such group the withheld cells are made at least two and together at least the threshold,
-by also withholding the smallest published cells of the group (secondary suppression).
+- a cell below `policy.min_published_count` (the larger of k and the small-number threshold,
+  raised so rounding never shows a number below k) is withheld (primary suppression);
+- where a dimension is sensitive (an indicator, a care status), every group of the other
+  dimensions lists every value of it, zeros included, and a group in which all or none of its
+  units share one value is withheld whole (attribute disclosure);
+- every total of a table (over any subset of its columns) is treated as known, and within each
+  the withheld cells are made none, or at least two holding together at least the threshold,
+  by also withholding the smallest published cells (secondary suppression);
+- published counts are rounded to the policy's base.
+
+Withheld cells stay in the table as rows with no count and `withheld` true, so withheld is
+never mistaken for zero. Protection across the tables of a release and across releases is
+`protect.py`'s, driven by the independent audit.
 """
 
 from __future__ import annotations
@@ -19,16 +26,23 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from schemas.policy import CohortTable, DisclosurePolicy
+from schemas.cohorts import CohortTable, Dimension, band_lower_bounds
+from schemas.policy import DisclosurePolicy
+from transforms.disclosure.hierarchy import Hierarchy
+
+WITHHELD = "withheld"
+TRUE = "_true"  # the true count: secure, never published
 
 
 @dataclass(frozen=True)
 class TableCounts:
     table: str
     unit: str
+    cells: int
     rows_published: int
-    cells_suppressed: int  # below the threshold, plus those withheld to protect them
-    cells_suppressed_secondary: int
+    cells_suppressed: int  # withheld for any reason
+    cells_suppressed_secondary: int  # withheld only to protect other cells
+    cells_attribute_disclosure: int  # withheld because a group was all or none
     units_in_published_cells: int
     units_in_suppressed_cells: int
 
@@ -43,11 +57,44 @@ def round_to_base(counts: pl.Expr, base: int) -> pl.Expr:
     return ((counts + base // 2) // base * base).cast(pl.Int64)
 
 
-def _units(population: pl.DataFrame, table: CohortTable) -> pl.DataFrame:
-    """One row per counted unit (a resident, or a resident per department, or a household)."""
+def _generalised(dimension: Dimension, hierarchies: dict[str, Hierarchy]) -> pl.Expr:
+    source = pl.col(dimension.source)
+    if dimension.level is None:
+        return source
+    mapping = {row[0]: row[dimension.level] for row in hierarchies[dimension.source].table()}
+    return source.cast(pl.String).replace_strict(mapping, default=None)
+
+
+def _banded(dimension: Dimension) -> pl.Expr:
+    value = pl.col(dimension.source)
+    labels = pl.lit(None, pl.String)
+    for label, (lower, open_ended) in zip(
+        dimension.bands, band_lower_bounds(dimension.bands), strict=True
+    ):
+        hit = value >= lower if open_ended else value == lower
+        labels = pl.when(hit).then(pl.lit(label)).otherwise(labels)
+    return labels
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Boolean:
+        return pl.when(pl.col(name)).then(pl.lit("yes")).otherwise(pl.lit("no")).alias(name)
+    if isinstance(dtype, pl.List):
+        return pl.col(name).list.join("+").alias(name)
+    return pl.col(name).cast(pl.String).alias(name)
+
+
+def units(
+    population: pl.DataFrame, table: CohortTable, hierarchies: dict[str, Hierarchy]
+) -> pl.DataFrame:
+    """One row per counted unit, with one text column per dimension.
+
+    A unit is a resident, or a household (taken from its member with the smallest person key);
+    an expanded dimension repeats the unit once per member (or pair of members) of its list.
+    """
     frame = population
-    if table.per_department:
-        frame = frame.explode("departments").rename({"departments": "department"})
+    if table.where:
+        frame = frame.filter(pl.sql_expr(table.where).fill_null(False))
     if table.unit == "households":
         frame = (
             frame.filter(pl.col("household_key").is_not_null())
@@ -55,43 +102,113 @@ def _units(population: pl.DataFrame, table: CohortTable) -> pl.DataFrame:
             .group_by("household_key")
             .agg(pl.all().exclude("household_key").first())
         )
-    list_columns = [name for name, dtype in frame.schema.items() if dtype == pl.List(pl.String)]
-    return frame.with_columns(pl.col(c).list.join("+") for c in list_columns)
+    pairs = [d for d in table.dimensions if d.expand == "pair"]
+    columns = {}
+    for d in table.dimensions:
+        if d.expand == "pair":
+            continue
+        if d.bands is not None:
+            columns[d.name] = _banded(d)
+        else:
+            columns[d.name] = _generalised(d, hierarchies)
+    if pairs:
+        first, second = pairs
+        columns[first.name] = pl.col(first.source)
+        columns[second.name] = pl.col(first.source)
+    frame = frame.select(**columns)
+    for d in table.dimensions:
+        if d.expand == "each":
+            frame = frame.explode(d.name, empty_as_null=False, keep_nulls=False)
+    if pairs:
+        first, second = pairs
+        frame = frame.explode(first.name, empty_as_null=False, keep_nulls=False)
+        frame = frame.explode(second.name, empty_as_null=False, keep_nulls=False)
+        frame = frame.filter(pl.col(first.name) <= pl.col(second.name))
+    return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+
+
+def true_cells(
+    population: pl.DataFrame, table: CohortTable, hierarchies: dict[str, Hierarchy]
+) -> pl.DataFrame:
+    """The true count of every cell, as `_true`; a sensitive dimension's zeros included."""
+    names = table.dimension_names
+    cells = units(population, table, hierarchies).group_by(names).agg(
+        pl.len().cast(pl.Int64).alias(TRUE)
+    )
+    for d in table.dimensions:
+        if not d.sensitive:
+            continue
+        others = [n for n in names if n != d.name]
+        groups = cells.select(others).unique() if others else pl.DataFrame({"_g": [0]})
+        grid = groups.join(cells.select(d.name).unique(), how="cross").drop("_g", strict=False)
+        cells = grid.join(cells, on=names, how="left", nulls_equal=True).with_columns(
+            pl.col(TRUE).fill_null(0)
+        )
+    return cells.sort(names)
+
+
+def all_or_none(cells: pl.DataFrame, table: CohortTable) -> pl.Expr:
+    """Cells in a group (of the non-sensitive dimensions) whose units all share one value of a
+    sensitive dimension: the group tells everyone's value, so the whole group is withheld."""
+    names = table.dimension_names
+    flagged = pl.lit(False)
+    for d in table.dimensions:
+        if d.sensitive:
+            others = [n for n in names if n != d.name] or [pl.lit(0)]
+            values_held = (pl.col(TRUE) > 0).sum().over(others)
+            flagged = flagged | (values_held <= 1)
+    return flagged
+
+
+def protect_table(
+    cells: pl.DataFrame, table: CohortTable, policy: DisclosurePolicy
+) -> pl.DataFrame:
+    """Mark withheld cells: primary, attribute disclosure, then secondary within the table."""
+    threshold = policy.min_published_count
+    cells = cells.with_columns(
+        _primary=(pl.col(TRUE) > 0) & (pl.col(TRUE) < threshold),
+        _attribute=all_or_none(cells, table),
+    ).with_columns((pl.col("_primary") | pl.col("_attribute")).alias(WITHHELD))
+    return protect_against_differencing(cells, table.dimension_names, threshold)
+
+
+def published_frame(cells: pl.DataFrame, table: CohortTable, policy: DisclosurePolicy):
+    """What is staged: dimensions, the rounded count (null where withheld), `withheld`."""
+    count = round_to_base(pl.col(TRUE), policy.rule.round_to)
+    return cells.select(
+        *table.dimension_names,
+        pl.when(pl.col(WITHHELD)).then(None).otherwise(count).cast(pl.Int64).alias(table.unit),
+        pl.col(WITHHELD),
+    ).sort(table.dimension_names)
+
+
+def table_counts(cells: pl.DataFrame, table: CohortTable) -> TableCounts:
+    withheld = cells.filter(pl.col(WITHHELD))
+    kept = cells.filter(~pl.col(WITHHELD))
+    first_reason = pl.col("_primary") | pl.col("_attribute")
+    return TableCounts(
+        table=table.name,
+        unit=table.unit,
+        cells=cells.height,
+        rows_published=kept.height,
+        cells_suppressed=withheld.height,
+        cells_suppressed_secondary=withheld.filter(~first_reason).height,
+        cells_attribute_disclosure=withheld.filter(pl.col("_attribute")).height,
+        units_in_published_cells=int(kept[TRUE].sum()),
+        units_in_suppressed_cells=int(withheld[TRUE].sum()),
+    )
 
 
 def tabulate(
-    population: pl.DataFrame, table: CohortTable, policy: DisclosurePolicy
+    population: pl.DataFrame,
+    table: CohortTable,
+    policy: DisclosurePolicy,
+    hierarchies: dict[str, Hierarchy] | None = None,
 ) -> tuple[pl.DataFrame, TableCounts]:
-    sources = list(table.dimensions.values())
-    cells = (
-        _units(population, table)
-        .group_by(sources)
-        .agg(pl.len().cast(pl.Int64).alias("_true"))
-        .rename({src: out for out, src in table.dimensions.items()})
-        .with_columns(pl.col(c).cast(pl.String) for c in table.dimensions)
-    )
-    threshold = policy.min_published_count
-    cells = cells.with_columns((pl.col("_true") < threshold).alias("_withheld"))
-    primary = int(cells["_withheld"].sum())
-    cells = protect_against_differencing(cells, list(table.dimensions), threshold)
-    keep = ~pl.col("_withheld")
-    published = (
-        cells.filter(keep)
-        .with_columns(round_to_base(pl.col("_true"), policy.rule.round_to).alias(table.unit))
-        .select(*table.dimensions, table.unit)
-        .sort(list(table.dimensions))
-    )
-    withheld = cells.filter(~keep)
-    counts = TableCounts(
-        table=table.name,
-        unit=table.unit,
-        rows_published=published.height,
-        cells_suppressed=withheld.height,
-        cells_suppressed_secondary=withheld.height - primary,
-        units_in_published_cells=int(cells.filter(keep)["_true"].sum()),
-        units_in_suppressed_cells=int(withheld["_true"].sum()),
-    )
-    return published, counts
+    """One table protected on its own: (staged frame, counts). Release-wide protection is
+    `protect.protect_release`."""
+    cells = protect_table(true_cells(population, table, hierarchies or {}), table, policy)
+    return published_frame(cells, table, policy), table_counts(cells, table)
 
 
 def protect_against_differencing(
@@ -100,9 +217,10 @@ def protect_against_differencing(
     """Withhold more cells until, in every group of every total, the withheld cells are none,
     or at least two holding together at least `threshold` units.
 
-    `cells` has the dimension columns, `_true` (count) and `_withheld` (bool). Each pass
+    `cells` has the dimension columns, `_true` (count) and `withheld` (bool). Each pass
     withholds the smallest published cell of every group that breaks the rule; it stops when
-    no group does (each pass withholds at least one cell, so it ends).
+    no group does (each pass withholds at least one cell, so it ends). Zero cells count as
+    cells: a withheld zero protects like any other (the reader cannot tell it from a small one).
     """
     groupings = [
         list(combo) or ["_all"]
@@ -117,9 +235,9 @@ def protect_against_differencing(
             exposed = (
                 cells.group_by(keys)
                 .agg(
-                    n=pl.col("_withheld").sum(),
-                    units=pl.col("_true").filter(pl.col("_withheld")).sum(),
-                    published=(~pl.col("_withheld")).sum(),
+                    n=pl.col(WITHHELD).sum(),
+                    units=pl.col(TRUE).filter(pl.col(WITHHELD)).sum(),
+                    published=(~pl.col(WITHHELD)).sum(),
                 )
                 .filter(
                     (pl.col("n") >= 1)
@@ -131,9 +249,9 @@ def protect_against_differencing(
             if exposed.height == 0:
                 continue
             partners = (
-                cells.filter(~pl.col("_withheld"))
+                cells.filter(~pl.col(WITHHELD))
                 .join(exposed, on=keys)
-                .sort(["_true", *dimensions])
+                .sort([TRUE, *dimensions])
                 .group_by(keys, maintain_order=True)
                 .first()
                 .select(dimensions)
@@ -141,7 +259,7 @@ def protect_against_differencing(
             )
             cells = (
                 cells.join(partners, on=dimensions, how="left", nulls_equal=True)
-                .with_columns(pl.col("_withheld") | pl.col("_partner").fill_null(False))
+                .with_columns(pl.col(WITHHELD) | pl.col("_partner").fill_null(False))
                 .drop("_partner")
             )
             changed = True

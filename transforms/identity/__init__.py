@@ -8,12 +8,14 @@ commands use much of it.
 
 from transforms.identity.geography import load_geography
 from transforms.identity.link import link, load_linkage_rules
-from transforms.identity.population import build_population
+from transforms.identity.population import PersonFeatures, build_population, person_features
 from transforms.identity.pseudonymise import pseudonymise
 from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
 
 __all__ = [
+    "PersonFeatures",
     "build_population",
+    "person_features",
     "latest_tokens",
     "link",
     "load_geography",

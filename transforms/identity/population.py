@@ -1,15 +1,24 @@
-"""From linked departmental records to one row per resident: the population the anonymiser sees.
+"""From linked departmental records to one row per resident: the population cohorts count.
 
 A resident seen by several departments may carry different quasi-identifier values in each
 (a typo in a date of birth, a house move). We take each value from the department that records
 it most reliably, in the order of `SOURCE_PRIORITY`, so the choice is explainable to an IG officer.
+
+Person attributes (a department's columns declared `cohortAttribute` in its contract) are
+combined over the resident's records in that department as the contract says; indicators
+(`data_contracts/indicators.yaml`) are evaluated on each record and held when any record meets
+them. Both are declarative: a new department or indicator needs no code change here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import polars as pl
+
+from schemas.cohorts import Indicator, IndicatorDefinitions
+from schemas.contract import POLARS_TYPES, Combine, DepartmentContract
+from schemas.errors import ConfigError
 
 # Departments whose identity data is checked against documents come first: benefits claims and
 # social care assessments verify date of birth; council tax often does not record it at all.
@@ -21,6 +30,100 @@ ETHNICITY_NOT_STATED = "NS"
 # dropping everyone known only to council tax would bias every cohort. The age hierarchy
 # declares the same label.
 AGE_UNKNOWN = "unknown"
+
+# Columns every population has, and what kind of value each holds (for validating cohort
+# definitions before any data is read).
+BASE_COLUMNS = {
+    "age": "text",
+    "sex": "text",
+    "ethnicity": "text",
+    "lsoa": "text",
+    "departments": "list",
+    "household_departments": "number",
+    "indicators": "list",
+    "indicator_count": "number",
+}
+
+
+@dataclass(frozen=True)
+class Attribute:
+    department: str
+    name: str
+    combine: Combine
+    dtype: type[pl.DataType]
+
+
+@dataclass(frozen=True)
+class PersonFeatures:
+    """What the population carries beyond the base columns, as the contracts declare."""
+
+    departments: tuple[str, ...] = ()
+    attributes: tuple[Attribute, ...] = ()
+    indicators: tuple[Indicator, ...] = field(default_factory=tuple)
+
+    def columns(self) -> dict[str, str]:
+        """Every population column a cohort table may use, with its kind."""
+        kinds = dict(BASE_COLUMNS)
+        for attribute in self.attributes:
+            kinds[attribute.name] = _kind(attribute)
+        for department in self.departments:
+            kinds[f"known_to_{department}"] = "bool"
+        for indicator in self.indicators:
+            kinds[indicator.name] = "bool"
+        return kinds
+
+
+def _kind(attribute: Attribute) -> str:
+    if attribute.combine == "count" or attribute.dtype in (pl.Int64, pl.Float64):
+        return "number"
+    return "bool" if attribute.dtype == pl.Boolean else "text"
+
+
+def person_features(
+    contracts: dict[str, DepartmentContract], indicators: IndicatorDefinitions | None
+) -> PersonFeatures:
+    """Collect the declared attributes and check the indicators against them, all at once."""
+    problems: list[str] = []
+    attributes: list[Attribute] = []
+    seen: dict[str, str] = {}
+    for department, contract in sorted(contracts.items()):
+        for column in contract.columns:
+            if column.cohort_combine is None:
+                continue
+            if column.name in seen or column.name in BASE_COLUMNS:
+                problems.append(
+                    f"{department}: cohortAttribute '{column.name}' is also declared by "
+                    f"{seen.get(column.name, 'the population itself')}"
+                )
+            seen[column.name] = department
+            attributes.append(
+                Attribute(
+                    department, column.name, column.cohort_combine,
+                    POLARS_TYPES[column.logical_type],
+                )
+            )
+    declared = tuple(indicators.indicators) if indicators else ()
+    for i, indicator in enumerate(declared):
+        where = f"indicators.yaml: indicators[{i}] ({indicator.name})"
+        if indicator.department not in contracts:
+            problems.append(f"{where}: department '{indicator.department}' has no contract")
+            continue
+        if indicator.name in seen or indicator.name in BASE_COLUMNS:
+            problems.append(f"{where}: name is already a population column")
+        usable = {a.name for a in attributes if a.department == indicator.department}
+        try:
+            used = set(pl.sql_expr(indicator.rule).meta.root_names())
+        except Exception as exc:  # noqa: BLE001 - Polars raises several types for bad SQL
+            problems.append(f"{where}: rule is not a SQL expression ({type(exc).__name__})")
+            continue
+        if used - usable:
+            problems.append(
+                f"{where}: rule uses {sorted(used - usable)}, which are not cohort attributes "
+                f"of {indicator.department} (declared: {sorted(usable)})"
+            )
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) in person features: " + "; ".join(problems))
+    return PersonFeatures(tuple(sorted(contracts)), tuple(attributes), declared)
 
 
 @dataclass(frozen=True)
@@ -34,14 +137,63 @@ class PopulationCounts:
         return asdict(self)
 
 
-def build_population(linked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
+def _combined(attribute: Attribute) -> pl.Expr:
+    column = pl.col(attribute.name)
+    how = attribute.combine
+    if how == "count":
+        return column.count().cast(pl.Int64).alias(attribute.name)
+    combined = {
+        "any": column.any(),
+        "all": column.all(),
+        "latest": column.drop_nulls().last(),  # records are in extract order
+        "max": column.max(),
+        "min": column.min(),
+    }[how]
+    return combined.alias(attribute.name)
+
+
+def _attributes(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataFrame]:
+    """One frame per department: person_key and that department's combined attributes."""
+    frames = []
+    for department in features.departments:
+        declared = [a for a in features.attributes if a.department == department]
+        if not declared:
+            continue
+        records = linked.filter(pl.col("department") == department).sort("row_number")
+        records = records.with_columns(
+            pl.lit(None, dtype=a.dtype).alias(a.name)
+            for a in declared
+            if a.name not in records.columns
+        )
+        frames.append(records.group_by("person_key").agg(_combined(a) for a in declared))
+    return frames
+
+
+def _indicators(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataFrame]:
+    frames = []
+    for indicator in features.indicators:
+        records = linked.filter(pl.col("department") == indicator.department)
+        if records.height == 0:
+            schema = {"person_key": pl.String, indicator.name: pl.Boolean}
+            frames.append(pl.DataFrame(schema=schema))
+            continue
+        met = records.select("person_key", pl.sql_expr(indicator.rule).fill_null(False).alias("_m"))
+        frames.append(met.group_by("person_key").agg(pl.col("_m").any().alias(indicator.name)))
+    return frames
+
+
+def build_population(
+    linked: pl.DataFrame, features: PersonFeatures | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
     """Collapse linked records to residents.
 
     Returns (population, incomplete, counts): `population` has one row per resident with
     person_key, household_key, age (text: whole years or "unknown"), sex, ethnicity, lsoa,
-    departments (sorted list) and household_departments; `incomplete` lists the person keys
-    with no area.
+    departments (sorted list), household_departments, then the declared person attributes,
+    known_to_<department> flags, indicators (one yes/no column each, the list of those held
+    and their count); `incomplete` lists the person keys with no area.
     """
+    features = features or PersonFeatures()
     priority = {dept: i for i, dept in enumerate(SOURCE_PRIORITY)}
     ranked = linked.with_columns(
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank")
@@ -60,7 +212,23 @@ def build_population(linked: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, 
         .group_by("household_key")
         .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))
     )
-    people = people.join(household_departments, on="household_key", how="left").sort("person_key")
+    people = people.join(household_departments, on="household_key", how="left")
+    for frame in _attributes(linked, features):
+        people = people.join(frame, on="person_key", how="left")
+    people = people.with_columns(
+        pl.col("departments").list.contains(d).alias(f"known_to_{d}") for d in features.departments
+    )
+    names = [i.name for i in features.indicators]
+    for frame in _indicators(linked, features):
+        people = people.join(frame, on="person_key", how="left")
+    people = people.with_columns(pl.col(n).fill_null(False) for n in names)
+    people = people.with_columns(
+        indicators=pl.concat_list(
+            [pl.when(pl.col(n)).then(pl.lit(n)) for n in names] or [pl.lit(None, pl.String)]
+        ).list.drop_nulls(),
+        indicator_count=pl.sum_horizontal([pl.col(n).cast(pl.Int64) for n in names] or [pl.lit(0)])
+        .cast(pl.Int64),
+    ).sort("person_key")
     complete = pl.col("lsoa").is_not_null()
     population = people.filter(complete)
     incomplete = people.filter(~complete).select("person_key")

@@ -123,7 +123,11 @@ def _select_housing(people, households, rng, extract_date):
     weight = 0.15 + 2.0 * frame.get_column("deprivation").to_numpy() ** 1.5
     frame = frame.filter(pl.Series(_pick(rng, weight, HOUSING_SHARE_OF_HOUSEHOLDS)))
     tenure = _categorical(rng, TENURES, TENURE_WEIGHTS, frame.height)
-    arrears = rng.random(frame.height) < np.where(tenure == "Temporary accommodation", 0.35, 0.22)
+    # Arrears follow hardship: likelier in deprived households (who also claim benefits more
+    # often, see _select_benefits) and in temporary accommodation.
+    deprivation = frame.get_column("deprivation").to_numpy()
+    base = np.where(tenure == "Temporary accommodation", 0.20, 0.06)
+    arrears = rng.random(frame.height) < base + 0.45 * deprivation**1.5
     return frame.with_columns(
         tenure=pl.Series(tenure, dtype=pl.String),
         household_size=pl.col("household_size").clip(1, 15).cast(pl.Int64),

@@ -1,0 +1,151 @@
+"""Protect every table of a release together, then report who is hidden.
+
+Tables share margins (a department's residents by sex appear summed over wards in one table
+and over age bands in another), and consecutive releases share most of their residents, so a
+cell safe in its own table may be recovered from the others. Each table is first protected on
+its own (`tabulate.protect_table`); then the release goes to an audit (passed in, so the
+judgement is made by code independent of this module: `transforms/release/differencing.py`),
+which names every withheld cell it can narrow too far from everything published, in this
+release and the last. For each, we also withhold the smallest published cell of its table that
+differs from it in one dimension, redo the table's own protection, and ask again, until the
+audit finds nothing (or give up and stop the release: never publish what the audit rejects).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from schemas.cohorts import CohortDefinitions, CohortTable
+from schemas.errors import DisclosureError
+from schemas.policy import DisclosurePolicy
+from transforms.disclosure.hierarchy import Hierarchy
+from transforms.disclosure.tabulate import (
+    TRUE,
+    WITHHELD,
+    TableCounts,
+    protect_against_differencing,
+    protect_table,
+    published_frame,
+    table_counts,
+    true_cells,
+)
+
+# A failing cell as the audit names it: (table name, {dimension: value}).
+Exposure = tuple[str, dict[str, str]]
+Audit = Callable[[dict[str, pl.DataFrame]], list[Exposure]]
+MAX_ROUNDS = 25
+
+
+@dataclass
+class ProtectedRelease:
+    # What is staged: dimensions, count (null where withheld), withheld.
+    tables: dict[str, pl.DataFrame]
+    counts: list[TableCounts]
+    rounds: int  # audit rounds until it found nothing
+    cells_withheld_for_the_release: int  # beyond each table's own protection
+    hidden: dict  # who is hidden: see hidden_by_group
+
+
+def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str]) -> pl.DataFrame:
+    """Withhold the smallest published cell that differs from `cell` in exactly one dimension
+    (so it shares every total but one with it); failing that, the table's smallest."""
+    names = table.dimension_names
+    differs = sum((pl.col(n) != pl.lit(cell[n])).cast(pl.Int8) for n in names)
+    candidates = cells.filter(~pl.col(WITHHELD) & (differs == 1))
+    if candidates.height == 0:
+        candidates = cells.filter(~pl.col(WITHHELD))
+    if candidates.height == 0:
+        return cells
+    target = candidates.sort([TRUE, *names]).row(0, named=True)
+    hit = pl.all_horizontal(pl.col(n) == pl.lit(target[n]) for n in names)
+    return cells.with_columns(pl.col(WITHHELD) | hit)
+
+
+def protect_release(
+    population: pl.DataFrame,
+    cohorts: CohortDefinitions,
+    policy: DisclosurePolicy,
+    hierarchies: Mapping[str, Hierarchy],
+    audit: Audit | None = None,
+) -> ProtectedRelease:
+    by_name = {t.name: t for t in cohorts.tables}
+    cells = {
+        t.name: protect_table(true_cells(population, t, dict(hierarchies)), t, policy)
+        for t in cohorts.tables
+    }
+    own = {name: int(frame[WITHHELD].sum()) for name, frame in cells.items()}
+    rounds = 0
+    while audit is not None:
+        staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
+        exposures = audit(staged)
+        rounds += 1
+        if not exposures:
+            break
+        if rounds >= MAX_ROUNDS:
+            raise DisclosureError(
+                f"release protection: the audit still finds {len(exposures)} withheld cell(s) "
+                f"recoverable after {MAX_ROUNDS} rounds (first: table {exposures[0][0]}); "
+                "coarsen the cohort definitions or raise the policy's threshold"
+            )
+        for name, cell in exposures:
+            table = by_name[name]
+            widened = _widen(cells[name], table, cell)
+            cells[name] = protect_against_differencing(
+                widened, table.dimension_names, policy.min_published_count
+            )
+    staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
+    extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
+    return ProtectedRelease(
+        tables=staged,
+        counts=[table_counts(cells[t.name], t) for t in cohorts.tables],
+        rounds=rounds,
+        cells_withheld_for_the_release=extra,
+        hidden=hidden_by_group(cells, cohorts),
+    )
+
+
+def hidden_by_group(cells: dict[str, pl.DataFrame], cohorts: CohortDefinitions) -> dict:
+    """Who is hidden: for every table and dimension, per value, how many units the table
+    counts and how many sit in withheld cells.
+
+    `{table: {"unit": "people", "dimensions": {dimension: {value: {"units": n, "hidden": h}}}}}`
+    """
+    out: dict = {}
+    for table in cohorts.tables:
+        frame = cells[table.name]
+        dims: dict = {}
+        for name in table.dimension_names:
+            per_value = (
+                frame.group_by(name)
+                .agg(
+                    units=pl.col(TRUE).sum(),
+                    hidden=pl.col(TRUE).filter(pl.col(WITHHELD)).sum(),
+                )
+                .sort(name)
+            )
+            dims[name] = {
+                str(row[name]): {"units": int(row["units"]), "hidden": int(row["hidden"])}
+                for row in per_value.iter_rows(named=True)
+            }
+        out[table.name] = {"unit": table.unit, "dimensions": dims}
+    return out
+
+
+def worst_hidden_share(hidden: dict, dimension_sources: dict[str, set[str]]) -> dict:
+    """For each group of interest, the largest share of a value's units hidden in any table
+    where it is a dimension: `{group: {value: (share, table)}}`. `dimension_sources` maps a group
+    name (e.g. "department") to the published dimension names that carry it."""
+    worst: dict = {}
+    for table, entry in hidden.items():
+        for dimension, values in entry["dimensions"].items():
+            for group, names in dimension_sources.items():
+                if dimension not in names:
+                    continue
+                for value, n in values.items():
+                    share = n["hidden"] / n["units"] if n["units"] else 0.0
+                    if share >= worst.setdefault(group, {}).get(value, (-1.0, ""))[0]:
+                        worst[group][value] = (round(share, 4), table)
+    return worst
