@@ -3,8 +3,8 @@
 import polars as pl
 import pytest
 
-from schemas.errors import DisclosureError, ReleaseError
 from schemas.cohorts import CohortDefinitions, CohortTable, Dimension
+from schemas.errors import DisclosureError, ReleaseError
 from schemas.policy import DisclosurePolicy
 from transforms.release import catalogue
 from transforms.release.gates import check_release, scan_values

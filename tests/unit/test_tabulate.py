@@ -115,7 +115,8 @@ def test_bands_and_where_filter():
 
 
 def test_level_generalises_along_the_hierarchy():
-    hierarchy = from_table("lsoa", "test", [["L1", "W1", "*"], ["L2", "W1", "*"], ["L3", "W2", "*"]])
+    rows = [["L1", "W1", "*"], ["L2", "W1", "*"], ["L3", "W2", "*"]]
+    hierarchy = from_table("lsoa", "test", rows)
     population = _people(lsoa=["L1"] * 6 + ["L2"] * 6 + ["L3"] * 12)
     table = _table(Dimension(name="ward", source="lsoa", level=1))
     staged, _ = tabulate(population, table, _policy(2, "ons_threshold_10"), {"lsoa": hierarchy})
