@@ -43,6 +43,7 @@ bench: setup
 	$(UV) run --frozen python -m benchmarks pseudonymise
 	$(UV) run --frozen python -m benchmarks link
 	$(UV) run --frozen python -m benchmarks anonymise
+	$(UV) run --frozen python -m benchmarks release --residents 2000000
 
 clean:
 	rm -rf .venv data
