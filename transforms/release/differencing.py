@@ -1,0 +1,774 @@
+"""The independent audit of a release: what an attacker can derive about withheld cells from
+everything published, by linear programming (HiGHS).
+
+This module shares no code with tabulation or protection (`transforms/disclosure/tabulate.py`):
+it recounts every table from the linked population in DuckDB from the cohort definitions, so a
+mistake in the protection, or a disagreement between the two readings of a definition, shows.
+
+The attacker's system
+---------------------
+Units are residents (people tables) or households (households tables: a household with a
+household_key, its values taken from its member with the smallest person_key; a table's `where`
+is evaluated on those values). An *atom* is a distinct combination of every column any table of
+that unit space depends on (dimension sources and the columns its `where` names); its count is
+a variable x >= 0. Atoms that every table sees identically (the same cells, with the same
+multiplicity) are merged: the intervals are the same and the system smaller. Only atoms that
+exist in the population are variables: the attacker is assumed to know which combinations
+exist, which can only narrow what they derive, so the audit is conservative.
+
+Every cell of every table is the sum of its atoms (an `expand: each` unit counts once per list
+member, `expand: pair` once per pair a <= b). Constraints from what is published:
+- a published count r (rounded half up to base b) is the interval [r - b//2, r + (b-1)//2], and
+  since the policy is public, a published non-zero count also means at least
+  `policy.min_published_count`;
+- a published 0 is 0; a cell absent from a table (its combination occurs nowhere) is 0;
+- a withheld cell is only x >= 0, and >= 1 in a table without a sensitive dimension (there a row
+  is present only when at least one unit is in it).
+With `previous` (the last published release), atoms are joint over both releases by unit key
+(person_key, household_key): distinct pairs (atom in previous, atom in current), a unit present
+in one release only paired with "absent". Both releases' published cells then constrain one
+system, so what the two releases give together (a resident who arrived between them sitting
+alone in a withheld cell) is found.
+
+What fails
+----------
+- interval: a withheld cell whose true count is 1 to `min_published_count - 1` (a primary cell,
+  in this release or the previous one) for which the attacker's interval [min, max] (LP bounds,
+  rounded inwards to whole numbers as an attacker counting people would) is narrower than the
+  policy's protection width: max - min < protection_width.
+- all / none (attribute disclosure), per table with a sensitive dimension S, per group g of the
+  table's other dimensions and value s of S: "all" when the group certainly holds someone
+  (min of the group's total >= 1) and every one of them has s (max of the group's units outside
+  s = 0); "none" when the group certainly holds someone and none of them has s (max of the cell
+  (g, s) = 0). For a yes/no dimension, "none have yes" is "all have no". In this check the
+  attacker is not assumed to know the sensitive values: for every existing atom the audit adds
+  variants differing in one sensitive column (any value that column takes), with no count, so
+  only what is published can rule them out. This check uses the current release alone, and a
+  variant changes only the sensitive column, not columns derived from it (indicator_count).
+The LPs are the relaxation of the integer problem: an attacker solving the integer problem may
+find narrower intervals than this audit (as with tau-Argus's audit, which is also an LP).
+
+Repeated audits (protect -> audit -> withhold more -> audit) reuse one `Auditor`: the atoms, the
+matrix and the HiGHS models are built once, and each audit only changes the row bounds and then
+the objective, re-solving warm from the previous basis.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import duckdb
+import highspy
+import numpy as np
+import polars as pl
+from scipy import sparse
+
+from schemas.errors import DisclosureError
+
+CURRENT, PREVIOUS = "current", "previous"
+UNIT_KEY = {"people": "person_key", "households": "household_key"}
+EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """The last published release: its population and the tables as published. `cohorts` are
+    its definitions when they differ from the current ones."""
+
+    population: pl.DataFrame
+    tables: dict[str, pl.DataFrame]
+    cohorts: Any = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    table: str
+    cell: dict[str, str | None]  # dimension -> code or band, never a person's value
+    width: int
+    kind: str  # "interval", "all" or "none"
+    release: str = CURRENT
+
+
+@dataclass
+class AuditResult:
+    cells_audited: int
+    cells_withheld: int
+    primary_cells: int
+    narrowest_width: int | None  # the narrowest interval found for a primary cell
+    failures: list[Failure] = field(default_factory=list)
+    linear_programs: int = 0
+    atoms: int = 0
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["failed"] = self.failed
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# Cell membership, recounted in DuckDB from the definitions
+
+
+def _where_columns(where: str | None, columns: list[str]) -> list[str]:
+    """Columns a `where` expression names (found by Polars' SQL parser; evaluated in DuckDB)."""
+    if not where:
+        return []
+    try:
+        named = set(pl.sql_expr(where).meta.root_names())
+    except Exception:  # noqa: BLE001 - an unparsable filter: depend on every column, to be safe
+        named = set(columns)
+    return [c for c in columns if c in named]
+
+
+def _bands_sql(column: str, bands: tuple[str, ...]) -> str:
+    """'3' holds exactly 3, '3+' holds 3 and more; other numbers are in no band."""
+    cases = []
+    for label in bands:
+        if label.endswith("+"):
+            cases.append(f"WHEN {column} >= {int(label[:-1])} THEN '{label}'")
+        else:
+            cases.append(f"WHEN {column} = {int(label)} THEN '{label}'")
+    return f"CASE {' '.join(cases)} END"
+
+
+class _Recount:
+    """One DuckDB connection over one release's population: atoms and their cells."""
+
+    def __init__(self, population: pl.DataFrame, hierarchies: dict, tag: str):
+        self.con = duckdb.connect()
+        self.con.execute("SET threads TO 2")
+        self.con.register("population", population)
+        self.columns = population.columns
+        self.schema = population.schema
+        self.hierarchies = hierarchies
+        self.tag = tag
+        self.maps: dict[tuple[str, int], str] = {}
+
+    def _level_map(self, source: str, level: int) -> str:
+        """A DuckDB table leaf -> label at `level` of the source's hierarchy."""
+        if (source, level) in self.maps:
+            return self.maps[(source, level)]
+        hierarchy = self.hierarchies.get(source)
+        if hierarchy is None:
+            raise DisclosureError(f"audit: no hierarchy for dimension source '{source}'")
+        if hierarchy.is_open:
+            values = self.con.execute(
+                f'SELECT DISTINCT CAST("{source}" AS VARCHAR) FROM population '
+                f'WHERE "{source}" IS NOT NULL'
+            ).fetchall()
+            hierarchy = hierarchy.covering(v for (v,) in values)
+        if level >= hierarchy.height:
+            raise DisclosureError(
+                f"audit: hierarchy '{source}' has {hierarchy.height} levels, asked for {level}"
+            )
+        rows = hierarchy.table()
+        name = f"map_{source}_{level}"
+        frame = pl.DataFrame(
+            {"_leaf": [r[0] for r in rows], "_label": [r[level] for r in rows]},
+            schema={"_leaf": pl.String, "_label": pl.String},
+        )
+        self.con.register(name, frame)
+        self.maps[(source, level)] = name
+        return name
+
+    def atoms(self, unit: str, columns: list[str], varied: list[str]) -> tuple[pl.DataFrame, str]:
+        """Units with their atom id, and a DuckDB table of atoms (`atom`, columns, `n`).
+
+        `varied` are sensitive columns: each existing atom gets variants differing in one of
+        them (n = 0), so the attacker is not assumed to know sensitive values.
+        """
+        key = UNIT_KEY[unit]
+        source = "population"
+        if unit == "households":
+            source = (
+                "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY household_key "
+                "ORDER BY person_key) AS _member FROM population WHERE household_key IS NOT "
+                "NULL) WHERE _member = 1)"
+            )
+        cols = ", ".join(f'"{c}"' for c in columns)
+        units_table = f"units_{unit}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {units_table} AS SELECT {key} AS unit_key, "
+            f"CAST(dense_rank() OVER (ORDER BY {cols}) - 1 AS BIGINT) AS atom, {cols} "
+            f"FROM {source}"
+        )
+        atoms_table = f"atoms_{unit}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {atoms_table} AS SELECT atom, "
+            + ", ".join(f'first("{c}") AS "{c}"' for c in columns)
+            + f", count(*) AS n FROM {units_table} GROUP BY atom"
+        )
+        for column in varied:
+            (top,) = self.con.execute(f"SELECT max(atom) + 1 FROM {atoms_table}").fetchone()
+            values = (
+                f'(SELECT DISTINCT "{column}" AS v FROM {units_table} WHERE "{column}" IS NOT NULL)'
+            )
+            if self.schema[column] == pl.Boolean:
+                values = "(SELECT true AS v UNION SELECT false)"
+            self.con.execute(
+                f"INSERT INTO {atoms_table} SELECT {top or 0} + row_number() OVER () - 1, "
+                + ", ".join(f'v AS "{c}"' if c == column else f'a."{c}"' for c in columns)
+                + f", 0 FROM (SELECT * FROM {atoms_table} WHERE n > 0) a, {values} d "
+                f'WHERE a."{column}" IS DISTINCT FROM d.v'
+            )
+        units = self.con.sql(f"SELECT unit_key, atom FROM {units_table}").pl()
+        return units, atoms_table
+
+    def cells(self, table: Any, atoms_table: str) -> pl.DataFrame:
+        """(atom, dimension values as text, multiplicity) for every atom in the table."""
+        joins, values = [], []
+        pair_done = False
+        for i, dim in enumerate(table.dimensions):
+            column = f'a."{dim.source}"'
+            if dim.expand == "each":
+                joins.append(f"CROSS JOIN LATERAL (SELECT unnest({column}) AS _v) e{i}")
+                values.append(f"CAST(e{i}._v AS VARCHAR)")
+            elif dim.expand == "pair":
+                if not pair_done:
+                    joins.append(
+                        f"CROSS JOIN LATERAL (SELECT unnest({column}) AS _v) p0 "
+                        f"CROSS JOIN LATERAL (SELECT unnest({column}) AS _v) p1"
+                    )
+                values.append(f"CAST(p{int(pair_done)}._v AS VARCHAR)")
+                pair_done = True
+            elif dim.level is not None:
+                name = self._level_map(dim.source, dim.level)
+                joins.append(f"LEFT JOIN {name} m{i} ON m{i}._leaf = CAST({column} AS VARCHAR)")
+                values.append(f"m{i}._label")
+            elif dim.bands is not None:
+                values.append(_bands_sql(column, dim.bands))
+            elif isinstance(self.schema.get(dim.source), pl.List):
+                values.append(f"array_to_string({column}, '+')")
+            else:
+                values.append(f"CAST({column} AS VARCHAR)")
+        conditions = []
+        if table.where:
+            conditions.append(f"({table.where})")
+        if pair_done:
+            conditions.append("p0._v <= p1._v")
+        names = table.dimension_names
+        select = ", ".join(f'{v} AS "{n}"' for v, n in zip(values, names, strict=True))
+        sql = f"SELECT a.atom, {select} FROM {atoms_table} a {' '.join(joins)}"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        quoted = ", ".join(f'"{n}"' for n in names)
+        grouped = f"SELECT atom, {quoted}, count(*) AS mult FROM ({sql}) GROUP BY ALL"
+        return self.con.sql(grouped).pl()
+
+
+# ----------------------------------------------------------------------------------------
+# The cells of a release and the atoms' membership
+
+
+@dataclass
+class _Cells:
+    """Every cell the audit knows: (release, table, dimension values) -> row of the system."""
+
+    meta: list[tuple[str, str, tuple]] = field(default_factory=list)
+    index: dict[tuple[str, str, tuple], int] = field(default_factory=dict)
+    sensitive: dict[str, str] = field(default_factory=dict)  # table -> sensitive dimension
+
+    def ids(self, release: str, table: str, keys: list[tuple]) -> list[int]:
+        out = []
+        for key in keys:
+            full = (release, table, key)
+            if full not in self.index:
+                self.index[full] = len(self.meta)
+                self.meta.append(full)
+            out.append(self.index[full])
+        return out
+
+
+def _space_tables(cohorts: Any, names: set[str], unit: str) -> list[Any]:
+    return [t for t in cohorts.tables if t.unit == unit and t.name in names]
+
+
+def _membership(
+    recount: _Recount, tables: list[Any], unit: str, release: str, cells: _Cells, vary: bool
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Units -> atom, and atom -> (cell row, multiplicity) with each atom's count `n`."""
+    columns: list[str] = []
+    varied: list[str] = []
+    for table in tables:
+        for dim in table.dimensions:
+            columns.append(dim.source)
+            if dim.sensitive and vary:
+                varied.append(dim.source)
+        columns += _where_columns(table.where, recount.columns)
+    columns = list(dict.fromkeys(c for c in columns if c not in UNIT_KEY.values()))
+    varied = list(dict.fromkeys(varied))
+    units, atoms_table = recount.atoms(unit, columns, varied)
+    parts = []
+    for table in tables:
+        rows = recount.cells(table, atoms_table)
+        names = table.dimension_names
+        keys = rows.select(names).unique(maintain_order=True)
+        ids = cells.ids(release, table.name, keys.rows())
+        keys = keys.with_columns(pl.Series("cell", ids, dtype=pl.Int64))
+        parts.append(
+            rows.join(keys, on=names, nulls_equal=True).select(
+                "atom", "cell", pl.col("mult").cast(pl.Int64)
+            )
+        )
+        sensitive = [d.name for d in table.dimensions if d.sensitive]
+        if sensitive:
+            cells.sensitive[table.name] = sensitive[0]
+    counts = recount.con.sql(f"SELECT atom, n FROM {atoms_table}").pl()
+    member = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(schema={"atom": pl.Int64, "cell": pl.Int64, "mult": pl.Int64})
+    )
+    member = member.join(counts, on="atom")
+    return units, member
+
+
+def _signatures(units: pl.DataFrame, member: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Merge atoms every table sees alike. Returns (unit_key -> sig, sig -> cell, mult, n)."""
+    per_atom = (
+        member.sort("atom", "cell")
+        .group_by("atom", maintain_order=True)
+        .agg(pl.col("cell"), pl.col("mult"), pl.col("n").first())
+    )
+    # Two atoms are alike when their (cell, multiplicity) lists are equal: rank that as text.
+    signature = pl.concat_str(
+        pl.col("cell").cast(pl.List(pl.String)).list.join(","),
+        pl.col("mult").cast(pl.List(pl.String)).list.join(","),
+        separator="|",
+    )
+    per_atom = per_atom.with_columns(signature.rank("dense").cast(pl.Int64).sub(1).alias("sig"))
+    sig_n = per_atom.group_by("sig").agg(pl.col("n").sum())
+    sig_member = (
+        per_atom.unique("sig")
+        .select("sig", "cell", "mult")
+        .explode("cell", "mult")
+        .join(sig_n, on="sig")
+    )
+    unit_sig = units.join(per_atom.select("atom", "sig"), on="atom", how="inner").select(
+        "unit_key", "sig"
+    )
+    return unit_sig, sig_member
+
+
+# ----------------------------------------------------------------------------------------
+# The linear programs
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance without its banner, which it writes to stdout (fd 1) when created,
+    before any option can be set."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            highs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
+class _System:
+    """One HiGHS model: rows are cells, columns atoms; objectives change, the basis stays."""
+
+    def __init__(self, matrix: sparse.csc_matrix):
+        self.rows = matrix.tocsr()
+        self.n_rows, self.n_cols = matrix.shape
+        self.solves = 0
+        self.highs = _quiet_highs()
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_cols
+        lp.num_row_ = self.n_rows
+        lp.col_cost_ = np.zeros(self.n_cols)
+        lp.col_lower_ = np.zeros(self.n_cols)
+        lp.col_upper_ = np.full(self.n_cols, highspy.kHighsInf)
+        lp.row_lower_ = np.zeros(self.n_rows)
+        lp.row_upper_ = np.full(self.n_rows, highspy.kHighsInf)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+        self.highs.passModel(lp)
+        self.all_cols = np.arange(self.n_cols, dtype=np.int32)
+
+    def add_empty_rows(self, count: int) -> None:
+        self.highs.addRows(
+            count,
+            np.zeros(count),
+            np.full(count, highspy.kHighsInf),
+            0,
+            np.zeros(count + 1, dtype=np.int32),
+            np.zeros(0, dtype=np.int32),
+            np.zeros(0),
+        )
+        self.rows = sparse.vstack([self.rows, sparse.csr_matrix((count, self.n_cols))]).tocsr()
+        self.n_rows += count
+
+    def set_row_bounds(self, lower: np.ndarray, upper: np.ndarray) -> None:
+        idx = np.arange(self.n_rows, dtype=np.int32)
+        self.highs.changeRowsBounds(self.n_rows, idx, lower, upper)
+
+    def bound(self, rows: list[int], maximise: bool, weights: list[float] | None = None) -> float:
+        """min or max of the sum of `rows` (optionally weighted) over the feasible counts."""
+        w = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=float)
+        cost = np.asarray(self.rows[rows].T @ w).ravel()
+        if maximise:
+            cost = -cost
+        self.highs.changeColsCost(self.n_cols, self.all_cols, cost)
+        self.highs.run()
+        self.solves += 1
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kUnbounded:
+            return math.inf if maximise else -math.inf
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise DisclosureError(
+                f"audit: the published tables admit no consistent counts (HiGHS: "
+                f"{self.highs.modelStatusToString(status)})"
+            )
+        value = self.highs.getInfo().objective_function_value
+        return -value if maximise else value
+
+
+# ----------------------------------------------------------------------------------------
+# The auditor
+
+
+def _protection_width(policy: Any) -> int:
+    return int(getattr(policy, "protection_width", policy.min_published_count))
+
+
+class Auditor:
+    """Builds the attacker's system for a release once; `audit(tables)` re-audits it with the
+    tables as they now stand (different cells withheld), re-solving warm."""
+
+    def __init__(
+        self,
+        population: pl.DataFrame,
+        cohorts: Any,
+        hierarchies: dict,
+        policy: Any,
+        previous: PreviousRelease | None = None,
+        table_names: set[str] | None = None,
+    ):
+        started = time.perf_counter()
+        self.cohorts = cohorts
+        self.policy = policy
+        self.previous = previous
+        names = table_names or {t.name for t in cohorts.tables}
+        self.cells = _Cells()
+        self.current_tables = {t.name: t for t in cohorts.tables if t.name in names}
+        prev_cohorts = (previous.cohorts or cohorts) if previous else None
+        self.previous_tables = (
+            {t.name: t for t in prev_cohorts.tables if t.name in previous.tables}
+            if previous
+            else {}
+        )
+        current = _Recount(population, hierarchies, CURRENT)
+        earlier = _Recount(previous.population, hierarchies, PREVIOUS) if previous else None
+        interval_parts, sensitive_parts = [], []
+        any_sensitive = False
+        self.atoms = 0
+        true_counts: dict[int, int] = {}
+        for unit in ("people", "households"):
+            tables = _space_tables(cohorts, names, unit)
+            prev_tables = [t for t in self.previous_tables.values() if t.unit == unit]
+            if not tables and not prev_tables:
+                continue
+            vary = any(d.sensitive for t in tables for d in t.dimensions)
+            units, member = _membership(current, tables, unit, CURRENT, self.cells, vary)
+            _add_true_counts(true_counts, member)
+            any_sensitive = any_sensitive or vary
+            sensitive_parts.append(_columns_of(_signatures(units, member)[1], "sig"))
+            unit_sig, sig_member = _signatures(units, member.filter(pl.col("n") > 0))
+            if earlier is None:
+                interval_parts.append(_columns_of(sig_member, "sig"))
+                continue
+            p_units, p_member = _membership(earlier, prev_tables, unit, PREVIOUS, self.cells, False)
+            _add_true_counts(true_counts, p_member)
+            p_sig, p_sig_member = _signatures(p_units, p_member)
+            interval_parts.append(_joint(unit_sig, sig_member, p_sig, p_sig_member))
+        current.con.close()
+        if earlier is not None:
+            earlier.con.close()
+        n_cells = len(self.cells.meta)
+        self.true = np.zeros(n_cells, dtype=np.int64)
+        for cell, count in true_counts.items():
+            self.true[cell] = count
+        self.interval = _System(_stack(interval_parts, n_cells))
+        self.atoms = self.interval.n_cols
+        self.sensitive = _System(_stack(sensitive_parts, n_cells)) if any_sensitive else None
+        self.build_seconds = time.perf_counter() - started
+
+    # -- bounds from what is published --------------------------------------------------
+
+    def _row_bounds(self, tables: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
+        """Row bounds for every cell, and which cells are withheld (for this audit)."""
+        base = self.policy.rule.round_to
+        floor = self.policy.min_published_count
+        published_sets = [(CURRENT, self.current_tables, tables)]
+        if self.previous is not None:
+            published_sets.append((PREVIOUS, self.previous_tables, self.previous.tables))
+        lower_upper: dict[int, tuple[float, float]] = {}
+        withheld: set[int] = set()
+        present_tables = set()
+        for release, definitions, frames in published_sets:
+            for name, table in definitions.items():
+                if name not in frames:
+                    continue
+                present_tables.add((release, name))
+                frame = frames[name]
+                names = table.dimension_names
+                keys = frame.select(pl.col(n).cast(pl.String) for n in names).rows()
+                ids = self.cells.ids(release, name, keys)
+                counts = frame[table.unit].to_list()
+                flags = frame["withheld"].to_list()
+                open_withheld = name in self.cells.sensitive
+                for cell, count, flag in zip(ids, counts, flags, strict=True):
+                    if flag:
+                        withheld.add(cell)
+                        lower_upper[cell] = (0.0 if open_withheld else 1.0, highspy.kHighsInf)
+                    elif count == 0:
+                        lower_upper[cell] = (0.0, 0.0)
+                    else:
+                        low = max(count - base // 2, floor, 0)
+                        lower_upper[cell] = (float(low), float(count + (base - 1) // 2))
+        n_cells = len(self.cells.meta)
+        if n_cells > self.interval.n_rows:
+            # Rows no unit reaches (a zero row of a sensitive table): the cell is 0.
+            for system in (self.interval, self.sensitive):
+                if system is not None:
+                    system.add_empty_rows(n_cells - system.n_rows)
+            self.true = np.concatenate([self.true, np.zeros(n_cells - self.true.size, np.int64)])
+        lower = np.zeros(n_cells)
+        upper = np.zeros(n_cells)
+        for cell, (_, table, _) in enumerate(self.cells.meta):
+            release = self.cells.meta[cell][0]
+            if cell in lower_upper:
+                lower[cell], upper[cell] = lower_upper[cell]
+            elif (release, table) not in present_tables:
+                upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
+            # else: absent from its table, so 0
+        return lower, upper, withheld
+
+    def _check_consistent(self, lower: np.ndarray, upper: np.ndarray) -> None:
+        """The true counts must satisfy every published constraint, or the audit and the
+        tabulation read the definitions differently and the audit cannot vouch for the release."""
+        bad = np.flatnonzero((self.true < lower - EPSILON) | (self.true > upper + EPSILON))
+        if bad.size:
+            tables: dict[str, int] = {}
+            for cell in bad:
+                release, table, _ = self.cells.meta[cell]
+                label = table if release == CURRENT else f"{table} (previous release)"
+                tables[label] = tables.get(label, 0) + 1
+            listed = ", ".join(f"{t}: {n}" for t, n in sorted(tables.items()))
+            raise DisclosureError(
+                f"audit: {bad.size} cell(s) disagree with the audit's own count of the "
+                f"population ({listed}); the audit cannot vouch for this release"
+            )
+
+    # -- the audit ------------------------------------------------------------------------
+
+    def audit(self, tables: dict[str, pl.DataFrame], exact: bool = False) -> AuditResult:
+        """Audit the release as `tables` stand. With `exact`, every primary cell's interval is
+        solved both ways (otherwise a cell whose maximum already clears the width is passed
+        without its minimum)."""
+        started = time.perf_counter()
+        lower, upper, withheld = self._row_bounds(tables)
+        self._check_consistent(lower, upper)
+        width_needed = _protection_width(self.policy)
+        floor = self.policy.min_published_count
+        solves_before = self.interval.solves + (self.sensitive.solves if self.sensitive else 0)
+        self.interval.set_row_bounds(lower, upper)
+        failures: list[Failure] = []
+        narrowest: int | None = None
+        primary = [c for c in sorted(withheld) if 0 < self.true[c] < floor]
+        for cell in primary:
+            high = math.floor(self.interval.bound([cell], maximise=True) + EPSILON)
+            if not exact and high - self.true[cell] >= width_needed:
+                width = high - int(self.true[cell])  # at least this wide (min <= true)
+            else:
+                low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
+                width = high - low
+            narrowest = width if narrowest is None else min(narrowest, width)
+            if width < width_needed:
+                failures.append(self._failure(cell, width, "interval"))
+        if self.sensitive is not None:
+            failures += self._attribute_failures(lower, upper, withheld)
+        solves = self.interval.solves + (self.sensitive.solves if self.sensitive else 0)
+        return AuditResult(
+            cells_audited=len(self.cells.meta),
+            cells_withheld=len(withheld),
+            primary_cells=len(primary),
+            narrowest_width=narrowest,
+            failures=failures,
+            linear_programs=solves - solves_before,
+            atoms=self.atoms,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _failure(self, cell: int, width: int, kind: str) -> Failure:
+        release, name, key = self.cells.meta[cell]
+        definitions = self.current_tables if release == CURRENT else self.previous_tables
+        names = definitions[name].dimension_names
+        return Failure(name, dict(zip(names, key, strict=True)), int(width), kind, release)
+
+    def _attribute_failures(
+        self, lower: np.ndarray, upper: np.ndarray, withheld: set[int]
+    ) -> list[Failure]:
+        system = self.sensitive
+        # This check reads the current release alone: the previous release's cells are free.
+        previous = np.array([release == PREVIOUS for release, _, _ in self.cells.meta])
+        system.set_row_bounds(
+            np.where(previous, 0.0, lower), np.where(previous, highspy.kHighsInf, upper)
+        )
+        failures = []
+        for name, dim in self.cells.sensitive.items():
+            table = self.current_tables[name]
+            position = table.dimension_names.index(dim)
+            groups: dict[tuple, list[int]] = {}
+            for cell, (release, table_name, key) in enumerate(self.cells.meta):
+                if release == CURRENT and table_name == name:
+                    group = key[:position] + key[position + 1 :]
+                    groups.setdefault(group, []).append(cell)
+            for members in groups.values():
+                # A cell published non-zero certainly holds someone; a published 0 holds no one.
+                sure = {c for c in members if lower[c] >= 1}
+                if sure:
+                    occupied = True
+                else:
+                    occupied = math.ceil(system.bound(members, False) - EPSILON) >= 1
+                if not occupied:
+                    continue
+                for cell in members:
+                    others = [c for c in members if c != cell]
+                    # all: everyone in the group has this value
+                    if not (sure - {cell}) and (cell in sure or cell in withheld):
+                        rest = math.floor(system.bound(others, True) + EPSILON) if others else 0
+                        if rest == 0:
+                            failures.append(self._failure(cell, 0, "all"))
+                    # none: no one in the group has it (for a yes/no dimension that is "all"
+                    # of the other value, reported once, above)
+                    if cell not in sure and len(members) != 2:
+                        most = 0.0 if upper[cell] == 0 else system.bound([cell], True)
+                        if math.floor(most + EPSILON) == 0:
+                            failures.append(self._failure(cell, 0, "none"))
+        return failures
+
+
+def _add_true_counts(true_counts: dict[int, int], member: pl.DataFrame) -> None:
+    totals = (
+        member.filter(pl.col("n") > 0)
+        .group_by("cell")
+        .agg((pl.col("mult") * pl.col("n")).sum().alias("units"))
+    )
+    for cell, units in totals.iter_rows():
+        true_counts[cell] = true_counts.get(cell, 0) + int(units)
+
+
+def _columns_of(member: pl.DataFrame, column: str) -> pl.DataFrame:
+    """(col, cell, mult) for the matrix, atoms renumbered 0.. in order."""
+    return member.select(
+        pl.col(column).rank("dense").cast(pl.Int64).sub(1).alias("col"), "cell", "mult"
+    )
+
+
+def _joint(
+    unit_sig: pl.DataFrame,
+    sig_member: pl.DataFrame,
+    p_sig: pl.DataFrame,
+    p_sig_member: pl.DataFrame,
+) -> pl.DataFrame:
+    """Atoms over both releases: distinct (previous atom, current atom) pairs by unit key."""
+    pairs = (
+        unit_sig.rename({"sig": "now"})
+        .join(p_sig.rename({"sig": "then"}), on="unit_key", how="full", coalesce=True)
+        .select("then", "now")
+        .unique()
+        .with_row_index("col")
+        .with_columns(pl.col("col").cast(pl.Int64))
+    )
+    now = pairs.join(sig_member.rename({"sig": "now"}), on="now").select("col", "cell", "mult")
+    then = pairs.join(p_sig_member.rename({"sig": "then"}), on="then").select("col", "cell", "mult")
+    return pl.concat([now, then])
+
+
+def _stack(parts: list[pl.DataFrame], n_cells: int) -> sparse.csc_matrix:
+    """One column block per unit space, side by side."""
+    cols, rows, vals = [], [], []
+    offset = 0
+    for part in parts:
+        if part.height == 0:
+            continue
+        cols.append(part["col"].to_numpy() + offset)
+        rows.append(part["cell"].to_numpy())
+        vals.append(part["mult"].to_numpy().astype(float))
+        offset += int(part["col"].max()) + 1
+    if not cols:
+        return sparse.csc_matrix((n_cells, 0))
+    return sparse.csc_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_cells, offset),
+    )
+
+
+def audit_release(
+    population: pl.DataFrame,
+    cohorts: Any,
+    hierarchies: dict,
+    tables: dict[str, pl.DataFrame],
+    policy: Any,
+    previous: PreviousRelease | None = None,
+) -> AuditResult:
+    """Audit one release (see the module docstring); build an `Auditor` to audit repeatedly."""
+    auditor = Auditor(population, cohorts, hierarchies, policy, previous, set(tables))
+    result = auditor.audit(tables)
+    result.seconds = round(result.seconds + auditor.build_seconds, 3)
+    return result
+
+
+def audit_gate(
+    population: pl.DataFrame,
+    cohorts: Any,
+    hierarchies: dict,
+    tables: dict[str, pl.DataFrame],
+    policy: Any,
+    previous: PreviousRelease | None = None,
+) -> AuditResult:
+    """Audit the release and refuse it (DisclosureError) if anything fails."""
+    result = audit_release(population, cohorts, hierarchies, tables, policy, previous)
+    raise_on_failures(result)
+    return result
+
+
+def raise_on_failures(result: AuditResult) -> None:
+    if not result.failures:
+        return
+    first = result.failures[0]
+    cell = ", ".join(f"{k}={v}" for k, v in first.cell.items())
+    where = "" if first.release == CURRENT else " of the previous release"
+    raise DisclosureError(
+        f"audit: {result.failed} cell(s) can be derived from what is published; first: table "
+        f"{first.table}{where}, cell ({cell}): {_explain(first)}"
+    )
+
+
+def _explain(failure: Failure) -> str:
+    if failure.kind == "interval":
+        return f"interval of width {failure.width} (the policy asks for at least more)"
+    return f"{failure.kind} of the group share this value"
