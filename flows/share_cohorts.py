@@ -45,7 +45,7 @@ from transforms.identity import (
     write_tokens,
 )
 from transforms.intake import DeliveryRegistry, fingerprint_file, receive_delivery
-from transforms.release import audit, catalogue
+from transforms.release import audit, catalogue, differencing, history
 from transforms.release import gates as release_checks
 from transforms.release.report import markdown_summary, write_report
 
@@ -187,13 +187,21 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
 @task(persist_result=False, cache_policy=NO_CACHE)
 @guarded
 def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict[str, Any]:
-    """Tabulate the cohorts from the whole linked population, protect them together, stage
-    them, and run the independent disclosure checks."""
+    """Tabulate the cohorts from the whole linked population, protect every table together
+    against this release and the last published one (the independent audit decides where more
+    must be withheld, and must pass at the end), stage them, and run the release checks."""
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
     hierarchies = load_hierarchies(settings.contracts / "hierarchies")
     population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
-    protected = protect_release(population, cohorts, policy, hierarchies)
+    previous = history.previous_release(settings.root, cohorts)
+    auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
+    protected = protect_release(
+        population, cohorts, policy, hierarchies, lambda tables: auditor.audit(tables).failures
+    )
+    audit = auditor.audit(protected.tables)
+    differencing.raise_on_failures(audit)
+    history.keep_population(settings.root, release_id, population)
     staged = catalogue.stage_release(settings.root, release_id, protected.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)
@@ -201,8 +209,11 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         "people_counted": population.height,  # the balance's third term, from the file itself
         "tables": [c.to_dict() for c in protected.counts],
         "protection": {
+            "secondary_suppression": policy.secondary_suppression,
             "audit_rounds": protected.rounds,
             "cells_withheld_for_the_release": protected.cells_withheld_for_the_release,
+            "compared_with_previous_release": previous is not None,
+            "audit": {**audit.to_dict(), "build_seconds": round(auditor.build_seconds, 3)},
         },
         "hidden": protected.hidden,
         "worst_hidden": worst_hidden_share(protected.hidden, HIDDEN_GROUPS),

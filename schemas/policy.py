@@ -66,6 +66,16 @@ class DisclosurePolicy(BaseModel):
     l_diversity: int | None = Field(default=None, ge=2)
     sensitive: str | None = None
     require_approval: bool = True
+    # The narrowest interval an attacker may derive, from everything published in this release
+    # and the last, for a withheld small cell (the differencing audit's criterion). Defaults to
+    # the smallest publishable count: an attacker cannot tell 1 from min_published_count - 1.
+    protection_interval: int | None = Field(default=None, ge=1)
+    # How withheld cells are protected by others (secondary suppression):
+    # - release_audit: withhold more only where the audit (over every table of the release and
+    #   the previous release) finds a withheld cell it can narrow too far;
+    # - every_table_total: also treat every total of each table as known (published elsewhere
+    #   or not), and protect withheld cells in each such total on top of the audit.
+    secondary_suppression: Literal["release_audit", "every_table_total"] = "release_audit"
 
     @property
     def rule(self) -> SmallNumberRule:
@@ -83,6 +93,10 @@ class DisclosurePolicy(BaseModel):
         while (smallest + base // 2) // base * base < self.k:
             smallest += 1
         return smallest
+
+    @property
+    def protection_width(self) -> int:
+        return self.protection_interval or self.min_published_count
 
     @model_validator(mode="after")
     def _sensitive_with_l(self) -> DisclosurePolicy:

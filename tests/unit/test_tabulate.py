@@ -20,9 +20,10 @@ def _table(*dimensions: Dimension, unit: str = "people", where: str | None = Non
 AREA = _table(Dimension(name="area", source="lsoa"))
 
 
-def _policy(k: int, rule: str) -> DisclosurePolicy:
+def _policy(k: int, rule: str, secondary: str = "every_table_total") -> DisclosurePolicy:
     return DisclosurePolicy(
-        name="test", k=k, max_suppression=0.0, small_number_rule=rule, quasi_identifiers=("lsoa",)
+        name="test", k=k, max_suppression=0.0, small_number_rule=rule, quasi_identifiers=("lsoa",),
+        secondary_suppression=secondary,
     )
 
 
@@ -61,6 +62,11 @@ def test_a_lone_small_cell_takes_the_smallest_other_cell_with_it():
     staged, counts = tabulate(_population({"a": 3, "b": 12, "c": 40}), AREA, policy)
     assert _published(staged) == {"c": 40}
     assert counts.cells_suppressed_secondary == 1
+    # Left to the release audit, the table alone withholds only the small cell: its total is
+    # published nowhere, so nothing gives the 3 back.
+    staged, counts = tabulate(_population({"a": 3, "b": 12, "c": 40}), AREA,
+                              _policy(10, "ons_threshold_10", "release_audit"))
+    assert _published(staged) == {"b": 12, "c": 40} and counts.cells_suppressed_secondary == 0
 
 
 def test_nhs_england_withholds_one_to_seven_and_rounds_to_five():

@@ -13,8 +13,9 @@ audit finds nothing (or give up and stop the release: never publish what the aud
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import polars as pl
 
@@ -26,16 +27,21 @@ from transforms.disclosure.tabulate import (
     TRUE,
     WITHHELD,
     TableCounts,
-    protect_against_differencing,
     protect_table,
     published_frame,
     table_counts,
     true_cells,
 )
 
-# A failing cell as the audit names it: (table name, {dimension: value}).
-Exposure = tuple[str, dict[str, str]]
-Audit = Callable[[dict[str, pl.DataFrame]], list[Exposure]]
+
+class Exposure(Protocol):
+    """A withheld cell the audit can narrow too far, as it names it."""
+
+    table: str
+    cell: dict[str, str | None]
+
+
+Audit = Callable[[dict[str, pl.DataFrame]], Sequence[Exposure]]
 MAX_ROUNDS = 25
 
 
@@ -49,19 +55,24 @@ class ProtectedRelease:
     hidden: dict  # who is hidden: see hidden_by_group
 
 
-def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str]) -> pl.DataFrame:
-    """Withhold the smallest published cell that differs from `cell` in exactly one dimension
-    (so it shares every total but one with it); failing that, the table's smallest."""
+def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str | None]) -> pl.DataFrame:
+    """Withhold the named cell if it is published (a cell the previous release gives away, or
+    one pinned to all or none); otherwise the smallest published cell that differs from it in
+    exactly one dimension (so it shares every total but one with it); failing that, the
+    table's smallest published cell."""
     names = table.dimension_names
-    differs = sum((pl.col(n) != pl.lit(cell[n])).cast(pl.Int8) for n in names)
-    candidates = cells.filter(~pl.col(WITHHELD) & (differs == 1))
-    if candidates.height == 0:
-        candidates = cells.filter(~pl.col(WITHHELD))
-    if candidates.height == 0:
-        return cells
-    target = candidates.sort([TRUE, *names]).row(0, named=True)
-    hit = pl.all_horizontal(pl.col(n) == pl.lit(target[n]) for n in names)
-    return cells.with_columns(pl.col(WITHHELD) | hit)
+    differs = sum(pl.col(n).ne_missing(pl.lit(cell.get(n))).cast(pl.Int8) for n in names)
+    published = ~pl.col(WITHHELD)
+    for candidates in (
+        cells.filter(published & (differs == 0)),
+        cells.filter(published & (differs == 1)),
+        cells.filter(published),
+    ):
+        if candidates.height:
+            target = candidates.sort([TRUE, *names]).row(0, named=True)
+            hit = pl.all_horizontal(pl.col(n).eq_missing(pl.lit(target[n])) for n in names)
+            return cells.with_columns(pl.col(WITHHELD) | hit)
+    return cells
 
 
 def protect_release(
@@ -87,15 +98,15 @@ def protect_release(
         if rounds >= MAX_ROUNDS:
             raise DisclosureError(
                 f"release protection: the audit still finds {len(exposures)} withheld cell(s) "
-                f"recoverable after {MAX_ROUNDS} rounds (first: table {exposures[0][0]}); "
+                f"recoverable after {MAX_ROUNDS} rounds (first: table {exposures[0].table}); "
                 "coarsen the cohort definitions or raise the policy's threshold"
             )
-        for name, cell in exposures:
-            table = by_name[name]
-            widened = _widen(cells[name], table, cell)
-            cells[name] = protect_against_differencing(
-                widened, table.dimension_names, policy.min_published_count
-            )
+        for exposure in exposures:
+            # A cell of the previous release is protected by withholding around the same cell
+            # of this one: that is where the new numbers give it away.
+            table = by_name.get(exposure.table)
+            if table is not None:
+                cells[table.name] = _widen(cells[table.name], table, exposure.cell)
     staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
     extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
     return ProtectedRelease(

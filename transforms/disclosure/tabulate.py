@@ -9,9 +9,11 @@ per cell instead:
 - where a dimension is sensitive (an indicator, a care status), every group of the other
   dimensions lists every value of it, zeros included, and a group in which all or none of its
   units share one value is withheld whole (attribute disclosure);
-- every total of a table (over any subset of its columns) is treated as known, and within each
-  the withheld cells are made none, or at least two holding together at least the threshold,
-  by also withholding the smallest published cells (secondary suppression);
+- with the policy's `every_table_total`, every total of a table (over any subset of its
+  columns) is treated as known, and within each the withheld cells are made none, or at least
+  two holding together at least the threshold, by also withholding the smallest published
+  cells (secondary suppression); by default secondary suppression is left to the release-wide
+  audit (`protect.py`), which withholds only where what is published gives a cell away;
 - published counts are rounded to the policy's base.
 
 Withheld cells stay in the table as rows with no count and `withheld` true, so withheld is
@@ -78,7 +80,8 @@ def _banded(dimension: Dimension) -> pl.Expr:
 
 def _as_text(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Boolean:
-        return pl.when(pl.col(name)).then(pl.lit("yes")).otherwise(pl.lit("no")).alias(name)
+        yes_no = pl.when(pl.col(name)).then(pl.lit("yes"))
+        return yes_no.when(~pl.col(name)).then(pl.lit("no")).alias(name)
     if isinstance(dtype, pl.List):
         return pl.col(name).list.join("+").alias(name)
     return pl.col(name).cast(pl.String).alias(name)
@@ -169,7 +172,9 @@ def protect_table(
         _primary=(pl.col(TRUE) > 0) & (pl.col(TRUE) < threshold),
         _attribute=all_or_none(cells, table),
     ).with_columns((pl.col("_primary") | pl.col("_attribute")).alias(WITHHELD))
-    return protect_against_differencing(cells, table.dimension_names, threshold)
+    if policy.secondary_suppression == "every_table_total":
+        cells = protect_against_differencing(cells, table.dimension_names, threshold)
+    return cells
 
 
 def published_frame(cells: pl.DataFrame, table: CohortTable, policy: DisclosurePolicy):
@@ -205,8 +210,8 @@ def tabulate(
     policy: DisclosurePolicy,
     hierarchies: dict[str, Hierarchy] | None = None,
 ) -> tuple[pl.DataFrame, TableCounts]:
-    """One table protected on its own: (staged frame, counts). Release-wide protection is
-    `protect.protect_release`."""
+    """One table protected on its own (no audit): (staged frame, counts). Releases are
+    protected by `protect.protect_release`."""
     cells = protect_table(true_cells(population, table, hierarchies or {}), table, policy)
     return published_frame(cells, table, policy), table_counts(cells, table)
 

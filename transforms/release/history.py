@@ -1,0 +1,51 @@
+"""The last published release, as the differencing audit needs it: its tables as published and
+the linked population they were counted from (kept in the restricted secure zone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from schemas.cohorts import CohortDefinitions
+from transforms.files import write_parquet
+from transforms.release.differencing import PreviousRelease
+
+
+def population_path(root: Path, release_id: str) -> Path:
+    return Path(root) / "secure" / "releases" / release_id / "population.parquet"
+
+
+def keep_population(root: Path, release_id: str, population: pl.DataFrame) -> Path:
+    """Keep the population a release was counted from, for the next release's audit."""
+    path = population_path(root, release_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(population, path)
+    return path
+
+
+def _release_id(folder: Path) -> str:
+    return folder.name.removeprefix("release_id=")  # plain or Hive-style partition folders
+
+
+def previous_release(root: Path, cohorts: CohortDefinitions) -> PreviousRelease | None:
+    """The newest release still in published/ whose population was kept; None before the first.
+
+    Withdrawn releases leave published/, so they are never the comparison. Its tables are
+    audited under the current definitions: a table redefined between releases should be
+    renamed, so the two are not read as one."""
+    published = Path(root) / "published" / "releases"
+    folders = sorted(
+        (f for f in published.glob("*") if f.is_dir()), key=_release_id, reverse=True
+    )
+    for folder in folders:
+        population = population_path(root, _release_id(folder))
+        if not population.is_file():
+            continue
+        tables = {p.stem: pl.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+        known = {t.name for t in cohorts.tables}
+        return PreviousRelease(
+            population=pl.read_parquet(population),
+            tables={name: frame for name, frame in tables.items() if name in known},
+        )
+    return None
