@@ -37,7 +37,7 @@ import polars as pl
 
 from benchmarks._measure import peak_rss_mb as _rusage_peak_mb
 
-ADULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "adult"
+ADULT = Path(__file__).resolve().parent / "adult"  # shipped with the repository
 QUASI_IDENTIFIERS = [
     "age",
     "education",
