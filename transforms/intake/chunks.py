@@ -294,9 +294,8 @@ def conform_rows(path, contract, conformance, row_numbers: pl.Series, chunk_rows
 
 
 def empty_typed(contract: DepartmentContract) -> pl.DataFrame:
-    targets = {
-        "string": pl.String, "date": pl.Date, "integer": pl.Int64,
-        "number": pl.Float64, "boolean": pl.Boolean,
+    # The column type of each logical type: one map, ingest's, where typing happens.
+    schema = {ROW_NUMBER: pl.Int64} | {
+        c.name: ingest._TARGETS[c.logical_type] for c in contract.columns
     }
-    schema = {ROW_NUMBER: pl.Int64} | {c.name: targets[c.logical_type] for c in contract.columns}
     return pl.DataFrame(schema=schema)

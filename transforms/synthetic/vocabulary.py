@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from faker import Faker
 
+from schemas.identifiers import NO_CHECK_DIGIT, nhs_check_digit
 from transforms.synthetic.identifiers import NI_PREFIXES
 
 # fmt: off
@@ -127,6 +128,6 @@ def faker_per_row_residents(residents: int, seed: int) -> pl.DataFrame:
 def _one_nhs_number(random) -> str:
     while True:
         body = [9, *(random.randrange(10) for _ in range(8))]
-        check = (11 - sum(d * w for d, w in zip(body, range(10, 1, -1), strict=True)) % 11) % 11
-        if check != 10:
+        check = nhs_check_digit(int("".join(map(str, body))))
+        if check != NO_CHECK_DIGIT:
             return "".join(map(str, body)) + str(check)
