@@ -10,8 +10,8 @@ The two outputs are compared on every row the baseline computed. `ratio` is our 
 identifier over the baseline's; `normalise_and_tokenise_per_second` also counts normalising
 the raw, spaced NHS numbers as departments send them.
 
-The machine is shared, so the tokenising is timed `--repeats` times: `identifiers_per_second`
-(and `meets_target`, `ratio`, `speedup`) use the median run, `identifiers_per_second_best` the
+Other work may run on the machine, so tokenising is timed `--repeats` times:
+`identifiers_per_second` (and `meets_target`, `ratio`, `speedup`) use the median run, `identifiers_per_second_best` the
 fastest. `identifiers_per_cpu_second` (rows over this process's CPU time in the median run) does
 not depend on other processes: wall rate is at most that times the cores Polars gets to use,
 `polars_threads`; `load_average_1m` shows how many the machine had to spare.

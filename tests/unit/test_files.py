@@ -80,7 +80,7 @@ for _ in range(60):
 
 
 def test_two_processes_writing_one_file_never_collide(tmp_path):
-    target = tmp_path / "shared.bin"
+    target = tmp_path / "one.bin"
     writers = [
         subprocess.Popen(
             [sys.executable, "-c", _PROCESS_WRITER, str(target), letter],
