@@ -11,10 +11,11 @@ identifier over the baseline's; `normalise_and_tokenise_per_second` also counts 
 the raw, spaced NHS numbers as departments send them.
 
 Other work may run on the machine, so tokenising is timed `--repeats` times:
-`identifiers_per_second` (and `meets_target`, `ratio`, `speedup`) use the median run, `identifiers_per_second_best` the
-fastest. `identifiers_per_cpu_second` (rows over this process's CPU time in the median run) does
-not depend on other processes: wall rate is at most that times the cores Polars gets to use,
-`polars_threads`; `load_average_1m` shows how many the machine had to spare.
+`identifiers_per_second` (and `meets_target`, `ratio`, `speedup`) use the median run,
+`identifiers_per_second_best` the fastest. `identifiers_per_cpu_second` (rows over this
+process's CPU time in the median run) does not depend on other processes: wall rate is at most
+that times the cores Polars gets to use, `polars_threads`; `load_average_1m` shows how many the
+machine had to spare.
 """
 
 from __future__ import annotations
