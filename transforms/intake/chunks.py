@@ -6,8 +6,8 @@ a `Tally` keeps the delivery's running totals: accepted rows, breaches as (row_n
 column), the failing rows as text, and key hashes to find duplicates split across chunks, which
 GX cannot see because it checks one chunk at a time.
 
-No GX here (DESIGN.md: it stays in `validate`): the conversion of a chunk to the frame GX reads
-is passed in by the caller.
+No GX here (docs/architecture.md, Layers: it stays in `validate`): the conversion of a chunk to
+the frame GX reads is passed in by the caller.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Validate a delivery against its contract with Great Expectations, in bounded chunks.
 
-The only module that imports `great_expectations` (DESIGN.md). Each contract compiles to two
-GX suites:
+The only module that imports `great_expectations` (docs/architecture.md, Layers). Each contract
+compiles to two GX suites:
 
 - the row suite, run on each chunk of typed rows: required, unique, allowed values, ranges,
   patterns, NHS number check digit, declared cross-field rules, and column types;

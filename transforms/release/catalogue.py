@@ -3,7 +3,7 @@
 A release is written whole to a temporary folder and renamed into place, and the catalogue is
 rebuilt as a new file and swapped in with one atomic rename: an analyst holding the old
 catalogue open keeps reading the old release, and a new connection sees the new one, never a
-mixture (DESIGN.md, privacy property 5). Published files are made read-only.
+mixture (docs/architecture.md, privacy property 5). Published files are made read-only.
 """
 
 from __future__ import annotations
