@@ -1,8 +1,8 @@
 """Names, streets and ethnic groups residents are drawn from: the only module that imports Faker.
 
 Faker is confined here (docs/architecture.md, Layers): it builds small vocabularies once per
-seed, and NumPy and Polars do the volume elsewhere. `faker_per_row_residents`, the slow obvious way the
-benchmark compares against, lives here for the same reason.
+seed, and NumPy and Polars do the volume elsewhere. `faker_per_row_residents`, the slow obvious
+way the benchmark compares against, lives here for the same reason.
 """
 
 from __future__ import annotations
