@@ -16,6 +16,10 @@ export UV_PYTHON := $(BASE_PYTHON)
 unexport VIRTUAL_ENV
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
+# Prefect's ephemeral server gets 20 s to start by default, which a busy machine (CI, a shared
+# 2-core box) overruns: `RuntimeError: Timed out while attempting to connect to ephemeral
+# Prefect API server`. Give it two minutes (docs/architecture.md, Traps).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: demo test lint bench setup browser clean
 
