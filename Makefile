@@ -1,21 +1,34 @@
 # The README's two commands: `make demo` and `make test`. Both set up everything they need.
 SHELL := /bin/bash
 PYTHON ?= python3
-# uv is run as a module so that a copy installed with `pip --user` works without PATH changes.
-UV := $(PYTHON) -m uv
+# The interpreter behind any active virtual environment (`python3` may be a venv's, even
+# .venv's): the project's environment is built from it, and a uv installed with `pip --user`
+# lives in its user site, which no virtual environment sees.
+BASE_PYTHON := $(shell $(PYTHON) -c 'import sys; print(getattr(sys, "_base_executable", "") or sys.executable)')
+# uv from PATH when there is one; otherwise as a module of that interpreter (`make setup`
+# installs it with pip when missing), so a copy installed with `pip --user` works without PATH
+# changes.
+UV := $(shell command -v uv 2>/dev/null || echo "$(BASE_PYTHON) -m uv")
 export UV_PYTHON_DOWNLOADS := never
 export UV_COMPILE_BYTECODE := 1
-export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
+export UV_PYTHON := $(BASE_PYTHON)
+# uv works in the project's .venv whatever environment is active (it would only warn).
+unexport VIRTUAL_ENV
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
+# Prefect's ephemeral server gets 20 s to start by default, which a busy machine (CI, a shared
+# 2-core box) overruns: `RuntimeError: Timed out while attempting to connect to ephemeral
+# Prefect API server`. Give it two minutes (docs/architecture.md, Traps).
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: demo test lint bench setup browser clean
 
 setup: .venv/.synced
 
 .venv/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --user uv \
-		|| $(PYTHON) -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || $(BASE_PYTHON) -m pip install --quiet --user uv \
+		|| $(BASE_PYTHON) -m pip install --quiet --user --break-system-packages uv \
+		|| $(BASE_PYTHON) -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $@
 

@@ -11,7 +11,7 @@ reference figures include encoding the data. The data is scanned lazily: reading
 counting the records are one streaming query (phase `histogram`), so `load` is only the scan
 set-up and the hierarchies. Writing the anonymised table is timed apart (`output_seconds`, a
 streamed `sink_parquet` to a temporary file), as ARX builds its output lazily too.
-`cpu_seconds` is the process CPU time of the same run: on a shared machine it moves less than
+`cpu_seconds` is the process CPU time of the same run: on a busy machine it moves less than
 wall time. `peak_rss_mb_engine` is the peak before the output is written, `peak_rss_mb` after.
 
 Baseline, measured in the same run: a naive engine with no pruning and no roll-up, which
@@ -37,7 +37,7 @@ import polars as pl
 
 from benchmarks._measure import peak_rss_mb as _rusage_peak_mb
 
-ADULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "adult"
+ADULT = Path(__file__).resolve().parent / "adult"  # shipped with the repository
 QUASI_IDENTIFIERS = [
     "age",
     "education",

@@ -33,6 +33,7 @@ def _build_extract(path: Path, rows: int, contract_name: str, seed: int = 42) ->
     import polars as pl
 
     from schemas.contract import load_contracts
+    from transforms.files import write_atomically
     from transforms.synthetic import generate_council
 
     contract = load_contracts(REPO / "data_contracts")[contract_name]
@@ -56,10 +57,7 @@ def _build_extract(path: Path, rows: int, contract_name: str, seed: int = 42) ->
     frame = frame.with_columns(
         pl.when(pl.Series(broken)).then(pl.lit("Unknown")).otherwise(pl.col(target)).alias(target)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_suffix(".tmp")
-    frame.write_csv(tmp_path, separator=contract.delimiter)
-    tmp_path.replace(path)
+    write_atomically(path, lambda tmp: frame.write_csv(tmp, separator=contract.delimiter))
 
 
 def _today_for(path: Path):

@@ -21,6 +21,7 @@ from schemas.contract import (
     parse_contract_text,
 )
 from schemas.errors import ContractError
+from transforms.files import write_text_atomically
 from transforms.intake import render_page
 
 # --- check ---------------------------------------------------------------------------------
@@ -90,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     index = ["# Data contracts", ""]
     for department, contract in sorted(contracts.items()):
         page = out / f"{department}.md"
-        page.write_text(render_page(contract), encoding="utf-8")
+        write_text_atomically(page, render_page(contract))
         index.append(f"- [{contract.title}]({page.name}) (`{department}`, "
                      f"version {contract.version})")
-    (out / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+    write_text_atomically(out / "index.md", "\n".join(index) + "\n")
     print(f"Wrote {len(contracts)} contract page(s) and index.md to {out}")
     return 0
 

@@ -3,7 +3,7 @@
 Library exceptions (Polars, PyArrow, GX) often quote the cell value that broke them. A task
 wrapped in `guarded` turns any exception that is not ours into a `PipelineError` that names the
 stage and the exception type only; and the log filter drops tracebacks of user errors, whose
-one-line message already says everything (DESIGN.md, privacy property 1).
+one-line message already says everything (docs/architecture.md, privacy property 1).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from flows.key_source import KeyLocation, key_block_name, key_file_path, locate_
 from schemas.contract import load_contracts
 from schemas.errors import KeyCustodyError, UserError
 from transforms.identity import (
+    GEOGRAPHY_FILE,
     load_geography,
     load_linkage_rules,
     pseudonymise,
@@ -187,7 +188,7 @@ def rotate_key(
     for path, _ in orphans:
         path.unlink(missing_ok=True)
         summary.deliveries_discarded += 1
-    geography = load_geography()
+    geography = load_geography(Path(contracts_dir) / GEOGRAPHY_FILE)
     orphan_paths = {p for p, _ in orphans}
     for path, meta in deliveries:
         if path in orphan_paths or meta.get("key_id") == key.key_id:

@@ -34,6 +34,7 @@ from transforms.disclosure import (
 )
 from transforms.files import write_parquet
 from transforms.identity import (
+    GEOGRAPHY_FILE,
     PersonFeatures,
     build_population,
     latest_tokens,
@@ -114,7 +115,8 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     outcome = received.outcome
     rules = load_linkage_rules(settings.contracts / "linkage.yaml")
     tokens, counts = pseudonymise(
-        received.frame, contract, key, load_geography(), outcome.extract_date, rules=rules
+        received.frame, contract, key, load_geography(settings.contracts / GEOGRAPHY_FILE),
+        outcome.extract_date, rules=rules,
     )
     write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
     registry.record(outcome)

@@ -3,7 +3,7 @@
 Every error a user can cause or fix is a `UserError`: the CLI prints it as one line,
 `ClassName: message`, and exits with the class's own exit code, with no traceback.
 Messages carry file names, column names, rule names, row numbers and counts, never a cell
-value of identifiable data (DESIGN.md, privacy property 1).
+value of identifiable data (docs/architecture.md, privacy property 1).
 """
 
 

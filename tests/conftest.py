@@ -6,7 +6,6 @@ imports them. The harness starts lazily: only tests that use `prefect_harness` p
 
 import os
 import tempfile
-from pathlib import Path
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="cohortshare-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
@@ -15,9 +14,6 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 import pytest  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")

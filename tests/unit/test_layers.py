@@ -17,8 +17,8 @@ CONFINED = {
     "faker": ("transforms/synthetic/vocabulary.py",),
 }
 # Stage -> the stages it may import. Data flows intake -> identity -> disclosure -> release;
-# `files` and `root_lock` are shared plumbing. Disclosure sees only the linked population, so it
-# imports no other stage at all.
+# `files` and `root_lock` are plumbing every stage uses. Disclosure sees only the linked
+# population, so it imports no other stage at all.
 STAGES = ("intake", "identity", "disclosure", "release", "synthetic")
 MAY_IMPORT = {
     "intake": set(),

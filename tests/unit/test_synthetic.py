@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from schemas.errors import UserError
+from schemas.identifiers import nhs_number_valid
 from transforms.identity.geography import load_geography
 from transforms.synthetic import (
     DEPARTMENTS,
@@ -66,10 +67,7 @@ def read_extract(root: Path, department: str) -> pl.DataFrame:
 def nhs_is_valid(number: str) -> bool:
     if not re.fullmatch(r"9\d{9}", number):
         return False
-    check = (
-        11 - sum(int(d) * w for d, w in zip(number[:9], range(10, 1, -1), strict=True)) % 11
-    ) % 11
-    return check != 10 and check == int(number[9])
+    return bool(nhs_number_valid(int(number)))
 
 
 def digits(value: str) -> str:

@@ -19,7 +19,12 @@ from schemas.contract import load_contracts
 from schemas.errors import DeliveryRejected
 from transforms.intake import validate
 from transforms.intake.registry import DeliveryRegistry
-from transforms.intake.validate import arrow_friendly_regex, compile_suite, receive_delivery
+from transforms.intake.validate import (
+    arrow_friendly_regex,
+    compile_suite,
+    nhs_mod11_valid,
+    receive_delivery,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "deliveries"
@@ -161,3 +166,9 @@ def test_the_synthetic_council_is_accepted_and_every_row_accounted_for(tmp_path)
         assert received.frame.height == outcome.rows_accepted
         assert outcome.dropped_columns == () and outcome.renamed_columns == {}
     assert len(registry.all()) == len(CONTRACTS)
+
+
+def test_nhs_mod11_check_column():
+    values = ["943 476 5919", "9434765918", "123", None, "401-023-2137", "4010232138"]
+    checked = pl.DataFrame({"nhs": values}).select(nhs_mod11_valid("nhs")).to_series()
+    assert checked.to_list() == [True, False, None, None, True, False]

@@ -32,6 +32,7 @@ from transforms.disclosure.hierarchy import Hierarchy, encode_frame, leaf_code
 from transforms.disclosure.lattice import Lattice, find_optimum
 from transforms.disclosure.privacy_models import PrivacyModels
 from transforms.disclosure.risk import RiskSummary, summarise
+from transforms.files import write_atomically
 
 
 @dataclass
@@ -73,12 +74,14 @@ class AnonymisationResult:
         return out
 
     def write_parquet(self, path) -> int:
-        """Stream the released rows to a Parquet file; returns the number of rows written."""
+        """Stream the released rows to a Parquet file, whole or not at all (the project's one
+        atomic writer); returns the number of rows written."""
         started = time.perf_counter()
         if "frame" in self.__dict__:  # already materialised
-            self.frame.write_parquet(path)
+            write_atomically(path, self.frame.write_parquet)
         else:
-            self._output.lazy_frame().sink_parquet(path, engine="streaming")
+            lazy = self._output.lazy_frame()
+            write_atomically(path, lambda tmp: lazy.sink_parquet(tmp, engine="streaming"))
         self.phases["output"] = round(time.perf_counter() - started, 6)
         return self.records - self.suppressed
 

@@ -184,12 +184,6 @@ def load_hierarchies(directory: Path, names: list[str] | None = None) -> dict[st
 # Checking data against a hierarchy
 
 
-def encode_column(series: pl.Series, hierarchy: Hierarchy) -> np.ndarray:
-    """Leaf index of every value of `series` in `hierarchy`; raises if any value is uncovered."""
-    frame = series.to_frame()
-    return encode_frame(frame, [series.name], [hierarchy])[series.name].to_numpy()
-
-
 def encode_frame(
     frame: pl.DataFrame, names: list[str], hierarchies: list[Hierarchy]
 ) -> pl.DataFrame:

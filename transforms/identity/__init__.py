@@ -1,19 +1,22 @@
 """Identity: keyed pseudonyms instead of identifiers, then one person per resident.
 
 `pseudonymise` (with `normalise` and `keys`) is the last place identifiable values exist;
-`secure` stores tokens, `link` joins records of one person across departments, `population`
+`secure` stores tokens, `link` joins records of one person across departments (its rules in
+`linkage_rules`, its connected components in `components`), `population`
 collapses them to one row per resident. `keys` is public as a module: the key custody
 commands use much of it.
 """
 
-from transforms.identity.geography import load_geography
-from transforms.identity.link import link, load_linkage_rules
+from transforms.identity.geography import GEOGRAPHY_FILE, load_geography
+from transforms.identity.link import link
+from transforms.identity.linkage_rules import load_linkage_rules
 from transforms.identity.population import PersonFeatures, build_population, person_features
 from transforms.identity.pseudonymise import pseudonymise
 from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
 
 __all__ = [
     "PersonFeatures",
+    "GEOGRAPHY_FILE",
     "build_population",
     "person_features",
     "latest_tokens",

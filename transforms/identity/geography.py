@@ -12,9 +12,9 @@ import polars as pl
 
 from schemas.errors import ConfigError
 
-DEFAULT_GEOGRAPHY_PATH = (
-    Path(__file__).resolve().parents[2] / "data_contracts" / "reference" / "geography.csv"
-)
+GEOGRAPHY_FILE = Path("reference") / "geography.csv"
+"""Where the lookup lives inside a contracts folder (`--contracts`)."""
+DEFAULT_GEOGRAPHY_PATH = Path(__file__).resolve().parents[2] / "data_contracts" / GEOGRAPHY_FILE
 
 GEOGRAPHY_SCHEMA = pl.Schema(
     {

@@ -24,6 +24,7 @@ import stat
 from pathlib import Path
 
 from schemas.errors import KeyCustodyError
+from transforms.files import write_text_atomically
 
 MIN_KEY_BYTES = 32
 """Shortest key accepted: 256 bits, the output size of SHA-256 (NCSC and NIST SP 800-107)."""
@@ -192,15 +193,5 @@ def write_key_file(path: Path, key: PseudonymisationKey, *, overwrite: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists() and not overwrite:
         raise KeyCustodyError(f"key file {path} already exists; refusing to overwrite it")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(key.export_text() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    # Owner-only from the first byte: the temporary file is created 0600.
+    write_text_atomically(path, key.export_text() + "\n", encoding="ascii", mode=0o600)

@@ -1,9 +1,10 @@
 """Linkage: one person key per resident across departments, and a household key per property.
 
-Input is the concatenation of every department's token frame (`transforms/pseudonymise.py`):
-tokens only, never identifiers. Rules come from `data_contracts/linkage.yaml` and are applied in
-priority order; links are transitive (connected components over "shares a token"), so a resident
-recorded with different identifiers in different departments becomes one person.
+Input is the concatenation of every department's token frame (`pseudonymise.py`): tokens only,
+never identifiers. Rules come from `data_contracts/linkage.yaml` (read by `linkage_rules.py`) and
+are applied in priority order; links are transitive (connected components over "shares a
+token", `components.py`), so a resident recorded with different identifiers in different
+departments becomes one person.
 
 Conflict rule (`refuse_link`): a rule may not bring together different values of an identifier a
 person holds only one of (NHS number, NI number) when that identifier's rule has higher priority,
@@ -23,152 +24,41 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import polars as pl
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import LinkageError
+from transforms.identity.components import codes_of, join_components, relabel
+from transforms.identity.linkage_rules import (
+    DEFAULT_RULES_PATH,
+    TOKEN_PREFIX,
+    VETO_PREFIX,
+    LinkageRule,
+    LinkageRules,
+    load_linkage_rules,
+    veto_rule,
+)
+
+# The rules are read and validated in `linkage_rules`; importers of `link` may keep using them.
+__all__ = [
+    "DEFAULT_RULES_PATH",
+    "TOKEN_PREFIX",
+    "LinkCounts",
+    "LinkageRule",
+    "LinkageRules",
+    "link",
+    "load_linkage_rules",
+]
 
 try:  # the vectorised SHA-256 of the HMAC engine (transforms/pseudonymise.py), when installed
     import polars_hash as _polars_hash
 except ImportError:  # pragma: no cover - depends on the environment
     _polars_hash = None
 
-DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "data_contracts" / "linkage.yaml"
-TOKEN_PREFIX = "tok_"
 PERSON_KEY_PREFIX = "p-"
 HOUSEHOLD_KEY_PREFIX = "h-"
 _KEY_HEX = 24  # 96 bits: collision-free for any borough (birthday bound ~2^48 people)
-
-IdentifierName = Literal[
-    "nhs_number", "ni_number", "forename", "surname", "date_of_birth", "postcode", "uprn",
-    "email", "phone",
-]
-Part = Literal["full", "initial", "sector", "district", "year"]
-_PARTS_FOR = {
-    "initial": {"forename", "surname"},
-    "sector": {"postcode"},
-    "district": {"postcode"},
-    "year": {"date_of_birth"},
-}
-
-
-class RuleField(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    identifier: IdentifierName
-    part: Part = "full"
-
-    @model_validator(mode="after")
-    def _part_fits(self) -> RuleField:
-        if self.part != "full" and self.identifier not in _PARTS_FOR[self.part]:
-            raise ValueError(f"part '{self.part}' does not apply to {self.identifier}")
-        return self
-
-
-class LinkageRule(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    description: str = ""
-    purpose: str | None = None
-    fields: tuple[RuleField, ...] = Field(min_length=1)
-    # Identifiers that, present in both records and different, stop this rule linking them.
-    vetoed_by: tuple[IdentifierName, ...] = ()
-
-    @property
-    def token_column(self) -> str:
-        return TOKEN_PREFIX + self.name
-
-
-VETO_PREFIX = "veto_"
-
-
-def veto_rule(identifier: str) -> LinkageRule:
-    """The check-only token of an identifier named in some rule's `vetoed_by`."""
-    return LinkageRule(
-        name=VETO_PREFIX + identifier,
-        description=f"check only: {identifier} must not differ",
-        fields=(RuleField(identifier=identifier),),
-    )
-
-
-class ConflictPolicy(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    unique_per_person: tuple[str, ...] = ()
-    resolution: Literal["refuse_link"] = "refuse_link"
-
-
-class LinkageRules(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    version: int = 1
-    purpose: str = Field(default="linkage", pattern=r"^[a-z][a-z0-9_]*$")
-    rules: tuple[LinkageRule, ...] = Field(min_length=1)
-    household: LinkageRule | None = None
-    conflicts: ConflictPolicy = ConflictPolicy()
-
-    @model_validator(mode="after")
-    def _consistent(self) -> LinkageRules:
-        problems = []
-        names = [r.name for r in self.rules] + ([self.household.name] if self.household else [])
-        for dup in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"rule name '{dup}' is used twice")
-        by_name = {r.name: r for r in self.rules}
-        for name in self.conflicts.unique_per_person:
-            rule = by_name.get(name)
-            if rule is None:
-                problems.append(f"conflicts.unique_per_person: '{name}' is not a rule")
-            elif len(rule.fields) != 1 or rule.fields[0].part != "full":
-                problems.append(
-                    f"conflicts.unique_per_person: rule '{name}' must be one full identifier"
-                )
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-    def token_rules(self) -> list[tuple[str, LinkageRule]]:
-        """Every (purpose, rule) that needs a token column, linkage rules first."""
-        made = [(rule.purpose or self.purpose, rule) for rule in self.rules]
-        made += [(self.purpose, veto_rule(i)) for i in self.veto_identifiers()]
-        if self.household is not None:
-            made.append((self.household.purpose or "household", self.household))
-        return made
-
-    def veto_identifiers(self) -> list[str]:
-        found: list[str] = []
-        for rule in self.rules:
-            found += [i for i in rule.vetoed_by if i not in found]
-        return found
-
-    def token_columns(self) -> list[str]:
-        return [rule.token_column for _, rule in self.token_rules()]
-
-
-def load_linkage_rules(path: Path = DEFAULT_RULES_PATH) -> LinkageRules:
-    """Read and validate the declared rules; every problem is reported at once."""
-    path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LinkageError(f"linkage rules {path} cannot be read ({type(exc).__name__})") from None
-    except yaml.YAMLError:
-        raise LinkageError(f"linkage rules {path} are not valid YAML") from None
-    try:
-        return LinkageRules.model_validate(document)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise LinkageError(
-            f"{len(problems)} problem(s) in linkage rules {path.name}: " + "; ".join(problems)
-        ) from None
 
 
 @dataclass
@@ -200,56 +90,6 @@ class LinkCounts:
         data = asdict(self)
         data["conflicts"] = self.conflicts
         return data
-
-
-# --------------------------------------------------------------------------------------------
-# Connected components on integer codes (NumPy): labels are record indices of a component root.
-
-
-def _codes(series: pl.Series) -> np.ndarray:
-    """Integer codes for equal values (exact, no hashing shortcuts); -1 for null.
-
-    A fresh category set per call: tokens never enter Polars' global string cache.
-    """
-    physical = series.cast(pl.String).cast(pl.Categorical(pl.Categories.random())).to_physical()
-    return np.ascontiguousarray(physical.cast(pl.Int64).fill_null(-1).to_numpy())
-
-
-def _group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    out = np.full(size, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(out, groups, values)
-    return out
-
-
-def _components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Join existing components (`labels`) through records sharing a code (>= 0)."""
-    has = codes >= 0
-    if not has.any():
-        return labels.copy()
-    g = codes[has]
-    n = labels.shape[0]
-    current = labels.copy()
-    while True:
-        by_code = _group_min(g, current[has], int(g.max()) + 1)
-        proposal = current.copy()
-        proposal[has] = np.minimum(current[has], by_code[g])
-        # Spread the new minimum to every record of the old component.
-        by_label = _group_min(labels, proposal, n)
-        proposal = np.minimum(proposal, by_label[labels])
-        by_label = _group_min(current, proposal, n)
-        proposal = np.minimum(proposal, by_label[current])
-        if np.array_equal(proposal, current):
-            return current
-        current = proposal
-
-
-def _relabel(labels: np.ndarray) -> np.ndarray:
-    """Make every label the minimum record index of its component (pointer jumping)."""
-    while True:
-        jumped = labels[labels]
-        if np.array_equal(jumped, labels):
-            return labels
-        labels = jumped
 
 
 def _distinct_per_group(groups: np.ndarray, values: np.ndarray, size: int | None = None
@@ -287,7 +127,7 @@ def _conflicted_labels(
     return found
 
 
-def _ambiguous_codes(
+def _ambiguouscodes_of(
     old: np.ndarray, codes: np.ndarray, checked: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Per checked identifier, the token codes whose records' components hold different values
@@ -315,7 +155,7 @@ def _refuse_conflicts(
     """Apply one rule under the conflict rule: (new labels, refusals, records involved)."""
     n = labels.shape[0]
     involved = np.zeros(n, dtype=bool)
-    proposal = _relabel(_components(labels, codes))
+    proposal = relabel(join_components(labels, codes))
     if not checked:
         return proposal, 0, involved
     flagged = _conflicted_labels(labels, proposal, checked)
@@ -323,7 +163,7 @@ def _refuse_conflicts(
         return proposal, 0, involved
     # 1. Refuse whole token groups that would join different values: a record matching two
     #    people is not guessed at.
-    ambiguous = _ambiguous_codes(labels, codes, checked)
+    ambiguous = _ambiguouscodes_of(labels, codes, checked)
     refused = np.unique(np.concatenate(list(ambiguous.values()))) if ambiguous else np.empty(0)
     for name, groups in ambiguous.items():
         if groups.size:
@@ -332,7 +172,7 @@ def _refuse_conflicts(
             )
     touched = np.isin(codes, refused)
     involved |= touched
-    proposal = _relabel(_components(labels, np.where(touched, -1, codes)))
+    proposal = relabel(join_components(labels, np.where(touched, -1, codes)))
     # 2. Chains of clean groups that still join different values: refuse them all.
     flagged = _conflicted_labels(labels, proposal, checked)
     still = np.zeros(n, dtype=bool)
@@ -375,7 +215,7 @@ def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkC
         column = rule.token_column
         series = tokens.get_column(column) if column in tokens.columns else None
         rule_codes[rule.name] = (
-            _codes(series) if series is not None else np.full(n, -1, dtype=np.int64)
+            codes_of(series) if series is not None else np.full(n, -1, dtype=np.int64)
         )
 
     labels = np.arange(n, dtype=np.int64)
@@ -485,7 +325,7 @@ def _fill_counts(
     )
     household = frame.get_column("household_key")
     counts.records_with_household = int(household.is_not_null().sum())
-    counts.households = int(_codes(household).max(initial=-1)) + 1  # codes are dense
+    counts.households = int(codes_of(household).max(initial=-1)) + 1  # codes are dense
     # Department pairs: share of each side's records whose person also appears in the other.
     presence = by_dept.select("department", "p").unique()
     depts = sorted(counts.records_by_department)

@@ -30,17 +30,13 @@ from datetime import date
 
 import polars as pl
 
-IDENTIFIER_TYPES = (
-    "nhs_number", "ni_number", "forename", "surname", "date_of_birth", "postcode", "uprn",
-    "email", "phone",
-)
+from schemas.identifiers import nhs_number_valid
 
 # Formats the departments' systems are known to use; tried in order for text dates.
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d")
 EARLIEST_BIRTH = date(1890, 1, 1)
 REASONS = ("invalid_format", "invalid_check_digit", "implausible")
 
-_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 # HMRC: first letter not D, F, I, Q, U, V; second not D, F, I, O, Q, U, V; some pairs unused.
 _NI_PATTERN = r"^[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z][0-9]{6}[A-D]$"
 _NI_BAD_PREFIXES = ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
@@ -120,10 +116,7 @@ def nhs_check_digit_valid(digits: pl.Expr) -> pl.Expr:
     number = pl.when(digits.str.contains(r"^[0-9]{10}$")).then(
         digits.cast(pl.Int64, strict=False)
     )
-    total = sum(((number // 10 ** (9 - i)) % 10) * w for i, w in enumerate(_NHS_WEIGHTS))
-    check = (11 - total % 11) % 11
-    # A remainder giving check 10 means no valid number has those nine digits.
-    return (check != 10) & (check == number % 10)
+    return nhs_number_valid(number)
 
 
 def _plausible_birth(parsed: pl.Expr, extract_date: date | None) -> pl.Expr:
@@ -267,14 +260,6 @@ def date_of_birth(
     column: str | pl.Expr, dtype: pl.DataType | None = None, extract_date: date | None = None
 ) -> pl.Expr:
     return normalise("date_of_birth", column, dtype, extract_date)
-
-
-def date_of_birth_date(
-    column: str | pl.Expr, dtype: pl.DataType | None, extract_date: date | None = None
-) -> pl.Expr:
-    """The birth date as a Date, null when missing, unparseable or implausible."""
-    parsed = parse_date(column, dtype)
-    return pl.when(_plausible_birth(parsed, extract_date).fill_null(False)).then(parsed)
 
 
 def postcode(column: str | pl.Expr) -> pl.Expr:

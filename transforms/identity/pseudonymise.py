@@ -26,7 +26,7 @@ import polars as pl
 from schemas.contract import Column, DepartmentContract
 from transforms.identity import normalise as norm
 from transforms.identity.keys import TOKEN_SCHEME, PseudonymisationKey
-from transforms.identity.link import (
+from transforms.identity.linkage_rules import (
     DEFAULT_RULES_PATH,
     LinkageRule,
     LinkageRules,
@@ -34,7 +34,6 @@ from transforms.identity.link import (
 )
 
 SEPARATOR = "\x1f"
-DERIVED_COLUMNS = ("age", "lsoa", "sex", "ethnicity")
 SEXES = ("F", "M")
 
 

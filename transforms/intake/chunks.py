@@ -6,8 +6,8 @@ a `Tally` keeps the delivery's running totals: accepted rows, breaches as (row_n
 column), the failing rows as text, and key hashes to find duplicates split across chunks, which
 GX cannot see because it checks one chunk at a time.
 
-No GX here (DESIGN.md: it stays in `validate`): the conversion of a chunk to the frame GX reads
-is passed in by the caller.
+No GX here (docs/architecture.md, Layers: it stays in `validate`): the conversion of a chunk to
+the frame GX reads is passed in by the caller.
 """
 
 from __future__ import annotations
@@ -294,9 +294,8 @@ def conform_rows(path, contract, conformance, row_numbers: pl.Series, chunk_rows
 
 
 def empty_typed(contract: DepartmentContract) -> pl.DataFrame:
-    targets = {
-        "string": pl.String, "date": pl.Date, "integer": pl.Int64,
-        "number": pl.Float64, "boolean": pl.Boolean,
+    # The column type of each logical type: one map, ingest's, where typing happens.
+    schema = {ROW_NUMBER: pl.Int64} | {
+        c.name: ingest._TARGETS[c.logical_type] for c in contract.columns
     }
-    schema = {ROW_NUMBER: pl.Int64} | {c.name: targets[c.logical_type] for c in contract.columns}
     return pl.DataFrame(schema=schema)

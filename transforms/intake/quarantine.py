@@ -1,20 +1,20 @@
 """Quarantine: rows that broke a contract rule, kept in the restricted zone for the data owner.
 
 One Parquet file per delivery, `<root>/quarantine/<department>/<delivery id[:16]>.parquet`, one
-row per (row_number, rule, column) breach with the raw row as text. The file is written to a
-temporary name and renamed into place, so it is either whole or absent, and the same delivery
+row per (row_number, rule, column) breach with the raw row as text. The file is written
+atomically (`transforms/files.py`), so it is either whole or absent, and the same delivery
 always maps to the same name: a re-run replaces it rather than adding a second copy.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from schemas.delivery import DeliveryOutcome
+from transforms.files import write_atomically
 
 QUARANTINE_DIR = "quarantine"
 
@@ -25,7 +25,6 @@ def quarantine_path(root: Path, department: str, delivery_id: str) -> Path:
 
 def write_quarantine(rows: pl.DataFrame, target: Path, outcome: DeliveryOutcome) -> Path:
     """Write quarantined rows atomically, tagged with the delivery and contract they failed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     table = rows.to_arrow()
     metadata = dict(table.schema.metadata or {})
     metadata.update(
@@ -35,17 +34,7 @@ def write_quarantine(rows: pl.DataFrame, target: Path, outcome: DeliveryOutcome)
             b"cohortshare.contract_version": outcome.contract_version.encode(),
         }
     )
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table.replace_schema_metadata(metadata), tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    table = table.replace_schema_metadata(metadata)
+    write_atomically(target, lambda temporary: pq.write_table(table, temporary))
     return target
 
-
-def read_quarantine(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(path)

@@ -1,21 +1,22 @@
 """The delivery registry: an append-only record of every delivery the pipeline has processed.
 
 Stored as JSON lines at `<root>/audit/deliveries.jsonl`, one `DeliveryOutcome` per line: counts,
-fingerprints and names only. Each write replaces the whole file atomically (write a temporary
-file, fsync, rename) under an exclusive lock, so a crash never leaves a half-written record and
-departments processed in parallel never lose one another's records.
+fingerprints and names only. A record is one `write` of one whole line to the file opened for
+appending, flushed to disk (fsync) before the caller goes on, under an exclusive `flock` on the
+file itself: departments processed in parallel (threads or processes) never lose or interleave
+one another's records, and the file is never rewritten, so a crash can lose at most the record
+being written. Such a torn last line (no newline) is ignored by readers and cut off by the next
+writer: that delivery was never recorded, so the next run processes it again.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from schemas.delivery import DeliveryOutcome
+from transforms.files import fsync_path
 
 REGISTRY_FILE = Path("audit") / "deliveries.jsonl"
 
@@ -24,21 +25,11 @@ class DeliveryRegistry:
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / REGISTRY_FILE
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with (self.path.parent / ".deliveries.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def all(self) -> list[DeliveryOutcome]:
-        """Every recorded delivery, oldest first."""
+        """Every recorded delivery, oldest first (a torn last line is not a record)."""
         if not self.path.exists():
             return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        lines = self.path.read_bytes().split(b"\n")[:-1]  # the part after the last newline
         return [DeliveryOutcome.model_validate_json(line) for line in lines if line.strip()]
 
     def find(self, fingerprint: str) -> DeliveryOutcome | None:
@@ -59,19 +50,35 @@ class DeliveryRegistry:
         return False
 
     def record(self, outcome: DeliveryOutcome) -> None:
-        """Append one outcome; atomic and safe against concurrent writers."""
-        with self._locked():
-            existing = self.path.read_bytes() if self.path.exists() else b""
-            if existing and not existing.endswith(b"\n"):
-                existing += b"\n"
-            line = outcome.model_dump_json().encode("utf-8") + b"\n"
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".deliveries.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(existing + line)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        """Append one outcome as one line, fsynced; safe against concurrent writers."""
+        line = outcome.model_dump_json().encode("utf-8") + b"\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor is closed
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                _cut_torn_tail(fd, size)
+            written = 0
+            while written < len(line):  # os.write may write less than asked
+                written += os.write(fd, line[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_path(self.path.parent)
+
+
+def _cut_torn_tail(fd: int, size: int) -> None:
+    """Drop a last line left without its newline by a writer that died mid-write."""
+    keep = size
+    while keep > 0:
+        start = max(0, keep - 65536)
+        block = os.pread(fd, keep - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        keep = start
+    os.ftruncate(fd, keep)

@@ -1,7 +1,7 @@
 """Validate a delivery against its contract with Great Expectations, in bounded chunks.
 
-The only module that imports `great_expectations` (DESIGN.md). Each contract compiles to two
-GX suites:
+The only module that imports `great_expectations` (docs/architecture.md, Layers). Each contract
+compiles to two GX suites:
 
 - the row suite, run on each chunk of typed rows: required, unique, allowed values, ranges,
   patterns, NHS number check digit, declared cross-field rules, and column types;
@@ -34,6 +34,7 @@ import polars as pl
 from schemas.contract import Column, DepartmentContract
 from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected
+from schemas.identifiers import nhs_number_valid
 from transforms.intake import ingest
 from transforms.intake.checks import (
     accepted_outcome,
@@ -300,12 +301,21 @@ def _row_ids(result) -> list[int]:
 # --- one chunk -------------------------------------------------------------------------------
 
 
+def nhs_mod11_valid(column: str) -> pl.Expr:
+    """True if a 10-digit NHS number (spaces/hyphens allowed) has a valid mod-11 check digit
+    (schemas/identifiers.py); null where the value is missing or not 10 digits."""
+    digits = pl.col(column).cast(pl.String).str.replace_all(r"[\s-]", "")
+    return nhs_number_valid(
+        pl.when(digits.str.contains(r"^\d{10}$")).then(digits.cast(pl.Int64, strict=False))
+    )
+
+
 def _with_checks(typed: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
     # Null (missing or misshapen: the pattern rule speaks for those) reads as passing. GX skips
     # nulls in these rules anyway, and without nulls pandas keeps the column as numpy bools
     # rather than Python objects, which GX checks several times faster.
     checks = [
-        ingest.nhs_mod11_valid(typed.get_column(c.name))
+        nhs_mod11_valid(c.name)
         .fill_null(True)
         .alias(check_column(c.name, c.check_digit))
         for c in contract.columns
@@ -339,13 +349,6 @@ def to_gx_frame(typed: pl.DataFrame, contract: DepartmentContract):
         index = table.schema.get_field_index(name)
         table = table.set_column(index, name, pc.dictionary_encode(table.column(index)))
     return table.to_pandas(date_as_object=False)
-
-
-def validate_rows(typed: pl.DataFrame, contract: DepartmentContract, file_name: str):
-    """Run the row suite on typed rows; return breaches as (row_number, rule, column)."""
-    if typed.height == 0:
-        return pl.DataFrame(schema=BREACH_SCHEMA)
-    return validate_gx_frame(to_gx_frame(typed, contract), contract, file_name)
 
 
 def validate_gx_frame(frame, contract: DepartmentContract, file_name: str) -> pl.DataFrame:
@@ -404,9 +407,7 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
 # --- one delivery ----------------------------------------------------------------------------
 
 
-def _validate(
-    path: Path, contract: DepartmentContract, today: date, chunk_rows: int
-) -> DeliveryRows:
+def _validate(path: Path, contract: DepartmentContract, chunk_rows: int) -> DeliveryRows:
     name = path.name
     extract = ingest.open_extract(path, contract, chunk_rows)
     conformance = ingest.conform_header(extract.header, contract, name)
@@ -457,7 +458,7 @@ def inspect_delivery(
                     f"delivery {fingerprint[:16]} was already processed "
                     f"({previous.status}, {previous.processed_at:%Y-%m-%d %H:%M})",
                 )
-        result = _validate(path, contract, today, chunk_rows)
+        result = _validate(path, contract, chunk_rows)
         summary = delivery_summary(result, today, extract_date)
         try:
             validate_delivery_summary(contract, path.name, summary)

@@ -3,7 +3,7 @@
 A release is written whole to a temporary folder and renamed into place, and the catalogue is
 rebuilt as a new file and swapped in with one atomic rename: an analyst holding the old
 catalogue open keeps reading the old release, and a new connection sees the new one, never a
-mixture (DESIGN.md, privacy property 5). Published files are made read-only.
+mixture (docs/architecture.md, privacy property 5). Published files are made read-only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from schemas.errors import ReleaseError
-from transforms.files import write_parquet
+from transforms.files import fsync_path, write_atomically, write_parquet, write_text_atomically
 
 CATALOGUE_FILE = "cohorts.duckdb"
 
@@ -34,7 +34,9 @@ def release_dir(root: Path, release_id: str) -> Path:
 
 
 def _write_atomically(target: Path, fill) -> None:
-    """Build a folder under a temporary name beside `target`, then rename it into place."""
+    """Build a folder under a temporary name beside `target`, then rename it into place; its
+    files and the rename are flushed to disk first (`transforms/files.py` does the same for
+    single files)."""
     if target.exists():
         raise ReleaseError(f"{target.name} already exists; releases are immutable")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -42,10 +44,14 @@ def _write_atomically(target: Path, fill) -> None:
     tmp.mkdir()
     try:
         fill(tmp)
+        for path in tmp.iterdir():
+            fsync_path(path)
+        fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_path(target.parent)
 
 
 def stage_release(
@@ -79,7 +85,9 @@ def publish_release(root: Path, release_id: str, approval: dict[str, Any]) -> Pa
     def fill(folder: Path) -> None:
         for path in sorted(staged.glob("*.parquet")):
             shutil.copy2(path, folder / path.name)
-        (folder / "approval.json").write_text(json.dumps(approval, indent=2, sort_keys=True))
+        write_text_atomically(
+            folder / "approval.json", json.dumps(approval, indent=2, sort_keys=True)
+        )
 
     target = release_dir(root, release_id)
     _write_atomically(target, fill)
@@ -124,9 +132,12 @@ def rebuild_catalogue(root: Path) -> Path:
     """
     releases = published_releases(root)
     target = root / "published" / CATALOGUE_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{CATALOGUE_FILE}.{uuid.uuid4().hex}.tmp"
-    con = duckdb.connect(str(tmp))
+    return write_atomically(target, lambda temporary: _build_catalogue(temporary, releases))
+
+
+def _build_catalogue(path: Path, releases: list[Path]) -> None:
+    path.unlink()  # DuckDB creates its own file: an empty one is not a database to it
+    con = duckdb.connect(str(path))
     try:
         con.execute(
             "CREATE TABLE releases (release_id VARCHAR PRIMARY KEY, decided_at VARCHAR, "
@@ -156,8 +167,6 @@ def rebuild_catalogue(root: Path) -> Path:
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    os.replace(tmp, target)
-    return target
 
 
 def query_catalogue(catalogue: Path, sql: str) -> pl.DataFrame:

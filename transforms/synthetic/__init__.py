@@ -29,6 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.errors import UserError
+from transforms.files import write_atomically
 from transforms.synthetic.extracts import (
     DEPARTMENTS,
     EXTENSIONS,
@@ -84,12 +85,7 @@ from transforms.synthetic.vocabulary import (
     Vocabulary,
     faker_per_row_residents,
 )
-from transforms.synthetic.writers import (
-    CHILDRENS_SHEET,
-    COUNCIL_TAX_ENCODING,
-    WRITERS,
-    write_atomically,
-)
+from transforms.synthetic.writers import CHILDRENS_SHEET, COUNCIL_TAX_ENCODING, WRITERS
 
 # Every public name the single-module generator had, so callers import from here as before.
 __all__ = [

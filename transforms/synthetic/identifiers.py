@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from schemas.identifiers import NO_CHECK_DIGIT, nhs_check_digit
+
 # Fields a noise step may change; everything else in an extract is identical at any noise rate.
 IDENTIFIER_FIELDS = (
     "nhs_number",
@@ -46,13 +48,11 @@ NI_PREFIXES = tuple(a + b for a in _NI_FIRST for b in _NI_SECOND if a + b not in
 
 def synthetic_nhs_numbers(rng: np.random.Generator, n: int) -> pl.Series:
     """Distinct NHS numbers in the never-issued 9000000000-9999999999 range, valid mod 11."""
-    weights = np.arange(10, 1, -1)  # first nine digits weighted 10..2
-    powers = 10 ** np.arange(8, -1, -1)
     found = np.empty(0, dtype=np.int64)
     while found.size < n:
         body = rng.integers(900_000_000, 1_000_000_000, int((n - found.size) * 1.15) + 16)
-        check = (11 - ((body[:, None] // powers) % 10) @ weights % 11) % 11
-        valid = check != 10  # such a body has no valid check digit: skip it
+        check = nhs_check_digit(body)
+        valid = check != NO_CHECK_DIGIT  # such a body has no valid check digit: skip it
         found = _distinct(np.concatenate([found, body[valid] * 10 + check[valid]]))
     return pl.Series("nhs_number", found[:n]).cast(pl.String)
 

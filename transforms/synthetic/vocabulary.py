@@ -1,8 +1,8 @@
 """Names, streets and ethnic groups residents are drawn from: the only module that imports Faker.
 
-Faker is confined here (DESIGN.md, layers): it builds small vocabularies once per seed, and
-NumPy and Polars do the volume elsewhere. `faker_per_row_residents`, the slow obvious way the
-benchmark compares against, lives here for the same reason.
+Faker is confined here (docs/architecture.md, Layers): it builds small vocabularies once per
+seed, and NumPy and Polars do the volume elsewhere. `faker_per_row_residents`, the slow obvious
+way the benchmark compares against, lives here for the same reason.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from faker import Faker
 
+from schemas.identifiers import NO_CHECK_DIGIT, nhs_check_digit
 from transforms.synthetic.identifiers import NI_PREFIXES
 
 # fmt: off
@@ -127,6 +128,6 @@ def faker_per_row_residents(residents: int, seed: int) -> pl.DataFrame:
 def _one_nhs_number(random) -> str:
     while True:
         body = [9, *(random.randrange(10) for _ in range(8))]
-        check = (11 - sum(d * w for d, w in zip(body, range(10, 1, -1), strict=True)) % 11) % 11
-        if check != 10:
+        check = nhs_check_digit(int("".join(map(str, body))))
+        if check != NO_CHECK_DIGIT:
             return "".join(map(str, body)) + str(check)

@@ -1,14 +1,13 @@
 """Writing each extract in its department's file format, atomically.
 
 Formats follow the contracts (CSV, Excel, NDJSON, Windows-1252 CSV, Parquet), and every file is
-written beside its target and renamed, so the landing zone never holds half a file.
+written with the project's one atomic writer (`transforms/files.py`), so the landing zone never
+holds half a file; its temporary names end in `.tmp`, which no contract's file pattern matches.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -16,18 +15,6 @@ import xlsxwriter
 
 CHILDRENS_SHEET = "Children"
 COUNCIL_TAX_ENCODING = "cp1252"  # Windows-1252, as the contract's customProperties say
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write beside the target and rename, so a reader never sees half a file. The temporary
-    name ends in `.tmp`, which no contract's file pattern matches."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _write_csv(frame: pl.DataFrame, path: Path, extract_date: dt.date) -> None:
