@@ -1,0 +1,302 @@
+"""What the analysts' catalogue says about itself: a description of every table and column, and a
+data dictionary of the codes that appear in them.
+
+Everything here comes from the declarative inputs in `data_contracts/`: the cohort definitions
+(`cohorts.yaml`), the department contracts, the disclosure policy, the generalisation hierarchies
+and the reference lookups (geography, ethnic group names). It is worked out once, when a release
+is published, and kept beside the release's Parquet files (`documentation.json`), so rebuilding
+the catalogue later (after a withdrawal) needs no contracts and every release keeps the words it
+was published with. Pure: reads declarative files, returns plain dictionaries.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from schemas.contract import load_contracts
+from schemas.policy import CohortTable, load_cohorts, load_policy
+from transforms.disclosure.hierarchy import Hierarchy, load_hierarchies
+
+# The project's own declarative inputs, whatever the working directory.
+DEFAULT_CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
+COUNT_COLUMNS = ("people", "households")
+WITHHELD_COLUMN = "withheld"
+RELEASE_COLUMN = "release_id"
+
+# Population columns the pipeline derives (no department contract has them), in plain words.
+DERIVED = {
+    "department": "The department that knows the resident (the domain of its data contract).",
+    "departments": (
+        "The exact combination of departments that know the resident: department codes in "
+        "alphabetical order joined with '+'."
+    ),
+    "household_departments": ("How many departments know at least one member of the household."),
+    "age": (
+        "Age in whole years at the extract date, worked out from the date of birth in the "
+        "departments' extracts and published as a band; 'unknown' where no department that "
+        "knows the resident recorded a date of birth."
+    ),
+    "lsoa": (
+        "Area of the resident's home postcode: an LSOA code (E01...), a ward code (E05...) where "
+        "areas were generalised to wards, or '*' for the whole borough."
+    ),
+}
+# Labels of codes the pipeline itself introduces (transforms/identity/population.py).
+NOT_RECORDED = {
+    ("sex", "U"): ("Not known", "No department that knows the resident recorded their sex."),
+    ("age", "unknown"): (
+        "Not known",
+        "No department that knows the resident recorded a date of birth (mostly people known "
+        "only to council tax).",
+    ),
+    ("ethnicity", "NS"): (
+        "Not stated",
+        "No department that knows the resident recorded an ethnic group.",
+    ),
+}
+
+
+def describe_release(
+    contracts_dir: Path, tables: dict[str, list[str]], levels: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Descriptions of `tables` (name -> column names) and the data dictionary, as JSON-ready
+    dictionaries: {"tables": {name: {"comment", "columns": {column: comment}}},
+    "dictionary": [{column_name, code, label, meaning, parent_code, parent_label}]}."""
+    contracts_dir = Path(contracts_dir)
+    definitions = {t.name: t for t in load_cohorts(contracts_dir / "cohorts.yaml").tables}
+    policy = load_policy(contracts_dir / "disclosure_policy.yaml")
+    contracts = load_contracts(contracts_dir)
+    sources = {
+        column: source
+        for name in tables
+        if name in definitions
+        for column, source in definitions[name].dimensions.items()
+    }
+    hierarchies = _hierarchies(contracts_dir / "hierarchies", set(sources.values()))
+    context = _Context(contracts, hierarchies, levels or {})
+    described = {}
+    for name, columns in tables.items():
+        definition = definitions.get(name)
+        described[name] = {
+            "comment": _table_comment(name, definition),
+            "columns": {
+                column: _column_comment(column, definition, policy, context) for column in columns
+            },
+        }
+    dictionary = []
+    for column, source in sorted(sources.items()):
+        for row in _codes(source, contracts_dir, context):
+            dictionary.append({"column_name": column, **row})
+    return {"tables": described, "dictionary": dictionary}
+
+
+class _Context:
+    def __init__(self, contracts, hierarchies: dict[str, Hierarchy], levels: dict[str, Any]):
+        self.contracts = contracts
+        self.hierarchies = hierarchies
+        self.levels = levels
+
+    def contract_description(self, source: str) -> str | None:
+        for contract in self.contracts.values():
+            for column in contract.columns:
+                if column.name == source:
+                    return column.description
+        return None
+
+    def value_labels(self, source: str) -> dict[str, str]:
+        """Published code -> the value departments record, from the contracts' value maps."""
+        labels: dict[str, str] = {}
+        for contract in self.contracts.values():
+            for column in contract.columns:
+                if column.name == source and column.value_map:
+                    for recorded, code in column.value_map.items():
+                        labels.setdefault(code, recorded)
+        return labels
+
+
+def _hierarchies(folder: Path, sources: set[str]) -> dict[str, Hierarchy]:
+    present = {p.stem for p in folder.iterdir()} if folder.is_dir() else set()
+    wanted = sorted(sources & present)
+    return load_hierarchies(folder, wanted) if wanted else {}
+
+
+def _table_comment(name: str, definition: CohortTable | None) -> str:
+    if definition is None:
+        return f"Cohort table {name}."
+    unit = "residents" if definition.unit == "people" else "households"
+    return (
+        f"{definition.title}. {definition.description} Counts are of {unit}; one row per "
+        "cell, withheld cells included (withheld = true, count NULL)."
+    )
+
+
+def _column_comment(column: str, definition, policy, context: _Context) -> str:
+    if column == RELEASE_COLUMN:
+        return "The release this row belongs to (see the releases table)."
+    if column == WITHHELD_COLUMN:
+        return (
+            "True where the count is withheld: the cell is below the small-number threshold "
+            f"({policy.min_published_count}), or is withheld as well so that a small cell "
+            "cannot be worked out from the totals. Its count is NULL; a withheld cell is not "
+            "zero (cells with no one in them are not listed at all)."
+        )
+    if column in COUNT_COLUMNS:
+        unit = "residents" if column == "people" else "households"
+        base = policy.rule.round_to
+        rounding = f", rounded to the nearest {base}" if base > 1 else ""
+        return (
+            f"Number of distinct {unit} in this cell{rounding} (small-number rule "
+            f"{policy.rule.name}, disclosure policy {policy.name}); at least "
+            f"{policy.min_published_count} where published. NULL where the cell is withheld: "
+            "never read a NULL as zero."
+        )
+    source = definition.dimensions.get(column) if definition is not None else None
+    if source is None:
+        return f"Dimension {column}."
+    text = DERIVED.get(source) or context.contract_description(source) or f"From {source}."
+    level = context.levels.get(source)
+    hierarchy = context.hierarchies.get(source)
+    if isinstance(level, int) and hierarchy is not None and level < hierarchy.height:
+        in_order = dict.fromkeys(row[level] for row in hierarchy.table())
+        examples = ", ".join(f"'{v}'" for v in list(in_order)[:3])
+        text += (
+            f" Published at generalisation level {level} of {hierarchy.height - 1} of its "
+            f"hierarchy (values such as {examples})."
+        )
+    return text + f" Codes are explained in data_dictionary (column_name = '{column}')."
+
+
+def _codes(source: str, contracts_dir: Path, context: _Context) -> list[dict[str, str | None]]:
+    if source == "lsoa":
+        return _area_codes(contracts_dir / "reference" / "geography.csv")
+    if source == "department":
+        return [
+            _row(code, contract.title, f"Known to {contract.title.lower()} (its data contract).")
+            for code, contract in sorted(context.contracts.items())
+        ]
+    if source == "departments":
+        return _combinations(context)
+    if source == "household_departments":
+        n = len(context.contracts)
+        return [
+            _row(
+                str(i),
+                f"{i} department{'s' if i > 1 else ''}",
+                f"At least one member of the household is known to {i} of the {n} departments.",
+            )
+            for i in range(1, n + 1)
+        ]
+    hierarchy = context.hierarchies.get(source)
+    if hierarchy is None:
+        return []
+    names = _reference_names(contracts_dir / "reference" / f"{source}.csv")
+    names.update(context.value_labels(source))
+    return _hierarchy_codes(source, hierarchy, names)
+
+
+def _row(code, label, meaning, parent_code=None, parent_label=None) -> dict[str, str | None]:
+    return {
+        "code": code,
+        "label": label,
+        "meaning": meaning,
+        "parent_code": parent_code,
+        "parent_label": parent_label,
+    }
+
+
+def _reference_names(path: Path) -> dict[str, str]:
+    """`code,name` lookups in data_contracts/reference/ (ethnic group names, for example)."""
+    if not path.is_file():
+        return {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        return {row["code"]: row["name"] for row in csv.DictReader(handle)}
+
+
+BAND = re.compile(r"^(\d+)-(\d+)$")
+
+
+def _hierarchy_codes(source: str, hierarchy: Hierarchy, names: dict[str, str]) -> list[dict]:
+    """Every label at every level, with the label of the level above it as its parent."""
+    table = hierarchy.table()
+    top = hierarchy.height - 1
+    found: dict[str, tuple[str, str, str | None]] = {}  # code -> (label, meaning, parent)
+    for leaf in table:
+        for level, code in enumerate(leaf):
+            if code in found:
+                continue
+            parent = leaf[level + 1] if level < top and leaf[level + 1] != code else None
+            found[code] = (*_label(source, code, level, table, names), parent)
+    return [
+        _row(code, label, meaning, parent, found[parent][0] if parent else None)
+        for code, (label, meaning, parent) in found.items()
+    ]
+
+
+def _label(source: str, code: str, level: int, table: list[list[str]], names) -> tuple[str, str]:
+    if (source, code) in NOT_RECORDED:
+        return NOT_RECORDED[(source, code)]
+    if code == "*":
+        return "All", f"Every value together: {source} is not published at this level."
+    band = BAND.match(code)
+    if band:
+        low, high = band.groups()
+        label = low if low == high else f"{low} to {high}"
+        return label, f"Aged {label} years."
+    if code.isdigit():
+        return code, f"Aged {code} years."
+    label = names.get(code, code)
+    children = sorted({row[level - 1] for row in table if row[level] == code}) if level else []
+    return label, (f"Any of {', '.join(children)}." if children else f"Recorded as {label}.")
+
+
+def _area_codes(path: Path) -> list[dict[str, str | None]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        geography = list(csv.DictReader(handle))
+    lsoas = {r["lsoa_code"]: r for r in geography}
+    wards = {r["ward_code"]: r for r in geography}
+    per_ward = {w: sum(1 for r in lsoas.values() if r["ward_code"] == w) for w in wards}
+    rows = [
+        _row(
+            code,
+            r["lsoa_name"],
+            f"Lower layer super output area {r['lsoa_name']}, in ward {r['ward_name']}.",
+            r["ward_code"],
+            r["ward_name"],
+        )
+        for code, r in sorted(lsoas.items())
+    ]
+    rows += [
+        _row(
+            code,
+            r["ward_name"],
+            f"Electoral ward {r['ward_name']} of {r['borough_name']} ({per_ward[code]} LSOAs).",
+            r["borough_code"],
+            r["borough_name"],
+        )
+        for code, r in sorted(wards.items())
+    ]
+    borough = geography[0]
+    rows.append(
+        _row("*", "All areas", f"The whole borough of {borough['borough_name']}.", None, None)
+    )
+    return rows
+
+
+def _combinations(context: _Context) -> list[dict[str, str | None]]:
+    departments = sorted(context.contracts)
+    rows = []
+    for size in range(1, len(departments) + 1):
+        for combo in itertools.combinations(departments, size):
+            titles = [context.contracts[d].title for d in combo]
+            rows.append(
+                _row(
+                    "+".join(combo),
+                    " + ".join(titles),
+                    "Known to exactly these departments and to no other.",
+                )
+            )
+    return rows
