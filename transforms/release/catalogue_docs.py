@@ -175,7 +175,11 @@ def _codes(source: str, contracts_dir: Path, context: _Context) -> list[dict[str
         return _area_codes(contracts_dir / "reference" / "geography.csv")
     if source == "department":
         return [
-            _row(code, contract.title, f"Known to {contract.title.lower()} (its data contract).")
+            _row(
+                code,
+                contract.title,
+                f"Known to the department through its extract: {contract.title}.",
+            )
             for code, contract in sorted(context.contracts.items())
         ]
     if source == "departments":
