@@ -58,7 +58,8 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
         tables = [
             r[0]
             for r in con.sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cohort_%'"
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'latest' AND table_name LIKE 'cohort_%'"
             ).fetchall()
         ]
         assert len(tables) == 5
@@ -67,8 +68,8 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
             rows, smallest = con.sql(f"SELECT count(*), min({unit}) FROM {table}").fetchall()[0]
             assert rows > 0, table
             assert smallest >= policy.k, table
-        approvals = con.sql("SELECT release_id, decision, approved_by FROM releases").fetchall()
-        assert approvals == [(release, "approved", "automatic demo approval")]
+        approvals = con.sql("SELECT release_id, status, approved_by FROM releases").fetchall()
+        assert approvals == [(release, "published", "automatic demo approval")]
     finally:
         con.close()
 
@@ -123,7 +124,7 @@ def test_audit_log_records_staging_approval_and_publication(published):
 
 def test_published_release_is_read_only_and_immutable(published):
     root, release = published
-    folder = root / "published" / "releases" / release
+    folder = root / "published" / "releases" / f"release_id={release}"
     files = sorted(folder.glob("*.parquet"))
     assert len(files) == 5
     # Mode bits, not open(): the tests may run as root, which ignores them.
