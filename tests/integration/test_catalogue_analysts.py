@@ -168,14 +168,20 @@ def test_releases_table_has_typed_times_and_approvers(demo):
     assert (approver, when) == ("A. Officer", True)
 
 
-def test_two_approvers_are_both_listed(tmp_path):
+def test_two_approvers_are_both_listed_and_their_accounts_are_not_published(tmp_path):
     frame = pl.DataFrame({"area": ["a"], "people": [25]})
     catalogue.stage_release(tmp_path, FIRST, {"cohort_by_area": frame}, {})
-    second = {**APPROVAL, "name": "B. Officer", "decided_at": "2026-11-21T10:00:00+00:00"}
-    path = catalogue.publish_release(tmp_path, FIRST, [APPROVAL, second], CONTRACTS)
+    first = {**APPROVAL, "os_user": "officer1", "host": "ig-laptop-1"}
+    second = {**first, "name": "B. Officer", "decided_at": "2026-11-21T10:00:00+00:00"}
+    # As a two-person decision arrives: the last decision, carrying every approval.
+    decision = {**second, "name": "A. Officer and B. Officer", "approvals": [first, second]}
+    path = catalogue.publish_release(tmp_path, FIRST, decision, CONTRACTS)
     assert _sql(path, "SELECT approved_by, len(approvers) FROM releases") == [
         ("A. Officer and B. Officer", 2)
     ]
+    published = "".join(p.read_text() for p in (tmp_path / "published").rglob("*.json"))
+    assert "A. Officer" in published and "officer1" not in published
+    assert "ig-laptop" not in published
 
 
 def test_a_copied_published_folder_works_anywhere(demo, tmp_path):

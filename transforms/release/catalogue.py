@@ -144,7 +144,7 @@ def publish_release(
             raise ReleaseError(
                 f"release {release_id} is not staged (no folder staging/{release_id})"
             )
-        decisions = [approvals] if isinstance(approvals, dict) else list(approvals)
+        decisions = _approvals(approvals)
         contracts_dir = Path(contracts) if contracts is not None else docs.DEFAULT_CONTRACTS
 
         def fill(folder: Path) -> None:
@@ -158,6 +158,25 @@ def publish_release(
         _write_atomically(target, fill, _incoming(root))
         _make_read_only(target)
     return rebuild_catalogue(root)
+
+
+# What the published record keeps of each decision: what analysts are shown. The operating-system
+# account and host of each officer stay in the restricted audit log.
+APPROVAL_FIELDS = (
+    "decision",
+    "name",
+    "role",
+    "decided_at",
+    "conditions",
+    "automatic_demo_approval",
+)
+
+
+def _approvals(approvals: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One decision, a list of them, or one carrying the list under `approvals`."""
+    if isinstance(approvals, dict):
+        approvals = approvals.get("approvals") or [approvals]
+    return [{k: d[k] for k in APPROVAL_FIELDS if k in d} for d in approvals]
 
 
 def _check_unchanged(staged: Path, target: Path, release_id: str) -> None:
@@ -389,7 +408,7 @@ def _releases_table(con, releases: list[Path], withdrawn: list[dict], latest: st
         release_id = record["release_id"]
         for decision in record.get("approvals", []):
             con.execute(
-                "INSERT INTO decisions VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?)",
+                "INSERT INTO decisions VALUES (?, ?, ?, TRY_CAST(? AS TIMESTAMPTZ), ?, ?)",
                 [
                     release_id,
                     decision.get("name"),
@@ -401,8 +420,8 @@ def _releases_table(con, releases: list[Path], withdrawn: list[dict], latest: st
             )
         who = ", ".join(x for x in (withdrawal.get("withdrawn_by"), withdrawal.get("role")) if x)
         con.execute(
-            "INSERT INTO states VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), CAST(? AS TIMESTAMPTZ), "
-            "?, ?, ?)",
+            "INSERT INTO states VALUES (?, ?, ?, TRY_CAST(? AS TIMESTAMPTZ), "
+            "TRY_CAST(? AS TIMESTAMPTZ), ?, ?, ?)",
             [
                 release_id,
                 schema_name(release_id) if status == "published" else None,
