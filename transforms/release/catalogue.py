@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import stat
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ STORAGE_VERSION = "v1.5.0"
 RELEASE_RECORD = "release.json"
 DOCUMENTATION = "documentation.json"
 PARTITION = "release_id="
+STALE_SECONDS = 3600
 # Analysts' connections: read-only, no access to any other file on disk (DESIGN.md, Traps).
 READER_CONFIG = {"enable_external_access": False, "lock_configuration": True}
 
@@ -68,6 +70,14 @@ def _incoming(root: Path) -> Path:
     same file system, but outside `releases/` so no reader's glob ever sees half a release."""
     folder = root / "published" / ".incoming"
     folder.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a killed build: no build takes anywhere near this long.
+    stale = time.time() - STALE_SECONDS
+    for leftover in folder.iterdir():
+        if leftover.lstat().st_mtime < stale:
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
     return folder
 
 
@@ -219,7 +229,7 @@ def withdraw_release(
     if not record.exists():
         if not folder.is_dir():
             raise ReleaseError(f"release {release_id} is not published")
-        published = json.loads((folder / RELEASE_RECORD).read_text())
+        published = _read_json(folder / RELEASE_RECORD, {"release_id": release_id})
         withdrawal = {"withdrawn_at": _now(), "withdrawn_by": who, "role": role, "reason": reason}
         _write_json_atomically(
             record,
@@ -268,6 +278,11 @@ def withdrawn_releases(root: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+def _read_json(path: Path, missing: dict[str, Any]) -> dict[str, Any]:
+    """A release's record or documentation; a folder published by older code has neither."""
+    return json.loads(path.read_text()) if path.exists() else missing
+
+
 def schema_name(release_id: str) -> str:
     """A plain SQL name for a release's schema: `release_20261127t060000z_1a2b3c`."""
     return "release_" + re.sub(r"[^a-z0-9]+", "_", release_id.lower()).strip("_")
@@ -311,7 +326,7 @@ def _fill_catalogue(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     documentation = {}
     for folder in releases:
         release_id = folder.name.removeprefix(PARTITION)
-        documentation[release_id] = json.loads((folder / DOCUMENTATION).read_text())
+        documentation[release_id] = _read_json(folder / DOCUMENTATION, {"tables": {}})
         _release_schema(con, folder, release_id, documentation[release_id])
     _releases_table(con, releases, withdrawn, latest)
     _dictionary_table(con, [documentation[r] for r in sorted(documentation, reverse=True)])
@@ -399,7 +414,8 @@ def _releases_table(con, releases: list[Path], withdrawn: list[dict], latest: st
     )
     rows = []
     for folder in releases:
-        record = json.loads((folder / RELEASE_RECORD).read_text())
+        record = _read_json(folder / RELEASE_RECORD, {})
+        record.setdefault("release_id", folder.name.removeprefix(PARTITION))
         tables = sorted(p.stem for p in folder.glob("*.parquet"))
         rows.append((record, "published", {}, tables))
     for record in withdrawn:
