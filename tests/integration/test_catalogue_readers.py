@@ -61,11 +61,11 @@ def test_readers_never_fail_while_releases_are_published_and_withdrawn(tmp_path)
     )
     try:
         time.sleep(1.0)  # let the reader get going on the first release
-        for n in range(2, 9):
+        for n in range(2, 7):
             _stage_and_publish(tmp_path, n)
             if n % 3 == 0:
                 catalogue.withdraw_release(tmp_path, _release(n), "A. Officer", "test")
-        catalogue.withdraw_release(tmp_path, _release(8), "A. Officer", "test")
+        catalogue.withdraw_release(tmp_path, _release(5), "A. Officer", "test")
         time.sleep(0.5)
     finally:
         stop.touch()
@@ -76,14 +76,14 @@ def test_readers_never_fail_while_releases_are_published_and_withdrawn(tmp_path)
     assert result["ok"] >= 20
     # The reader saw the catalogue change under it: several releases, one after another.
     assert len(result["seen"]) >= 3
-    # After withdrawing 8, the latest is 7 again, and the withdrawn ones stay listed.
+    # 3, 5 and 6 withdrawn: the latest is 4 again, and the withdrawn ones stay listed.
     assert catalogue.query_catalogue(path, "SELECT DISTINCT release_id FROM latest.cohort_by_area")[
         "release_id"
-    ].to_list() == [_release(7)]
+    ].to_list() == [_release(4)]
     statuses = catalogue.query_catalogue(
         path, "SELECT status, count(*) AS n FROM releases GROUP BY status ORDER BY status"
     ).rows()
-    assert statuses == [("published", 5), ("withdrawn", 3)]
+    assert statuses == [("published", 3), ("withdrawn", 3)]
 
 
 def test_a_connection_held_open_keeps_its_release_through_publish_and_withdraw(tmp_path):
