@@ -16,7 +16,8 @@ COHORTS = load_cohorts(CONTRACTS / "cohorts.yaml").tables
 @pytest.fixture(scope="module")
 def described():
     tables = {t.name: ["release_id", *t.dimensions, t.unit, "withheld"] for t in COHORTS}
-    return describe_release(CONTRACTS, tables, {"age": 3, "lsoa": 1})
+    levels = {t.name: {"age": 3, "lsoa": 1} for t in COHORTS}
+    return describe_release(CONTRACTS, tables, levels)
 
 
 def test_every_cohort_table_is_described_from_cohorts_yaml(described):

@@ -204,7 +204,8 @@ def _document(folder: Path, contracts_dir: Path) -> dict[str, Any]:
     tables, levels = {}, {}
     for path in sorted(folder.glob("*.parquet")):
         metadata = read_metadata(path)
-        levels.update(metadata.get("levels") or {})
+        # Each file's own metadata, so levels chosen per table are described per table.
+        levels[path.stem] = metadata.get("levels") or {}
         tables[path.stem] = _catalogue_columns(pl.read_parquet_schema(path))
     return docs.describe_release(contracts_dir, tables, levels)
 

@@ -61,11 +61,15 @@ NOT_RECORDED = {
 
 
 def describe_release(
-    contracts_dir: Path, tables: dict[str, list[str]], levels: dict[str, Any] | None = None
+    contracts_dir: Path,
+    tables: dict[str, list[str]],
+    levels: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Descriptions of `tables` (name -> column names) and the data dictionary, as JSON-ready
-    dictionaries: {"tables": {name: {"comment", "columns": {column: comment}}},
-    "dictionary": [{column_name, code, label, meaning, parent_code, parent_label}]}."""
+    dictionaries. `levels` gives, per table, the generalisation level of each quasi-identifier
+    it was published at (from its Parquet metadata), where known. Returns
+    {"tables": {name: {"comment", "columns": {column: comment}}},
+     "dictionary": [{column_name, code, label, meaning, parent_code, parent_label}]}."""
     contracts_dir = Path(contracts_dir)
     definitions = {t.name: t for t in load_cohorts(contracts_dir / "cohorts.yaml").tables}
     policy = load_policy(contracts_dir / "disclosure_policy.yaml")
@@ -77,14 +81,17 @@ def describe_release(
         for column, source in definitions[name].dimensions.items()
     }
     hierarchies = _hierarchies(contracts_dir / "hierarchies", set(sources.values()))
-    context = _Context(contracts, hierarchies, levels or {})
+    context = _Context(contracts, hierarchies)
     described = {}
     for name, columns in tables.items():
         definition = definitions.get(name)
         described[name] = {
             "comment": _table_comment(name, definition),
             "columns": {
-                column: _column_comment(column, definition, policy, context) for column in columns
+                column: _column_comment(
+                    column, definition, policy, context, (levels or {}).get(name, {})
+                )
+                for column in columns
             },
         }
     dictionary = []
@@ -95,10 +102,9 @@ def describe_release(
 
 
 class _Context:
-    def __init__(self, contracts, hierarchies: dict[str, Hierarchy], levels: dict[str, Any]):
+    def __init__(self, contracts, hierarchies: dict[str, Hierarchy]):
         self.contracts = contracts
         self.hierarchies = hierarchies
-        self.levels = levels
 
     def contract_description(self, source: str) -> str | None:
         for contract in self.contracts.values():
@@ -134,7 +140,9 @@ def _table_comment(name: str, definition: CohortTable | None) -> str:
     )
 
 
-def _column_comment(column: str, definition, policy, context: _Context) -> str:
+def _column_comment(
+    column: str, definition, policy, context: _Context, levels: dict[str, int]
+) -> str:
     if column == RELEASE_COLUMN:
         return "The release this row belongs to (see the releases table)."
     if column == WITHHELD_COLUMN:
@@ -158,7 +166,7 @@ def _column_comment(column: str, definition, policy, context: _Context) -> str:
     if source is None:
         return f"Dimension {column}."
     text = DERIVED.get(source) or context.contract_description(source) or f"From {source}."
-    level = context.levels.get(source)
+    level = levels.get(source)
     hierarchy = context.hierarchies.get(source)
     if isinstance(level, int) and hierarchy is not None and level < hierarchy.height:
         in_order = dict.fromkeys(row[level] for row in hierarchy.table())
