@@ -5,32 +5,33 @@ from pathlib import Path
 
 import pytest
 
-from schemas.policy import load_cohorts
 from transforms.disclosure.hierarchy import load_hierarchies
-from transforms.release.catalogue_docs import describe_release
+from transforms.release.catalogue_docs import describe_release, table_definitions
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
-COHORTS = load_cohorts(CONTRACTS / "cohorts.yaml").tables
+COHORTS = table_definitions(CONTRACTS / "cohorts.yaml")
 
 
 @pytest.fixture(scope="module")
 def described():
-    tables = {t.name: ["release_id", *t.dimensions, t.unit, "withheld"] for t in COHORTS}
-    levels = {t.name: {"age": 3, "lsoa": 1} for t in COHORTS}
+    tables = {
+        name: ["release_id", *t["dimensions"], t["unit"], "withheld"] for name, t in COHORTS.items()
+    }
+    levels = {name: {"age": 3, "lsoa": 1} for name in COHORTS}
     return describe_release(CONTRACTS, tables, levels)
 
 
 def test_every_cohort_table_is_described_from_cohorts_yaml(described):
-    for table in COHORTS:
-        comment = described["tables"][table.name]["comment"]
-        assert comment.startswith(table.title) and table.description in comment
+    for name, table in COHORTS.items():
+        comment = described["tables"][name]["comment"]
+        assert comment.startswith(table["title"]) and table["description"] in comment
 
 
 def test_every_column_has_its_own_description(described):
-    for table in COHORTS:
-        columns = described["tables"][table.name]["columns"]
-        assert set(columns) == {"release_id", *table.dimensions, table.unit, "withheld"}
-        for column in table.dimensions:
+    for name, table in COHORTS.items():
+        columns = described["tables"][name]["columns"]
+        assert set(columns) == {"release_id", *table["dimensions"], table["unit"], "withheld"}
+        for column in table["dimensions"]:
             # Not a placeholder: from a contract, or the pipeline's own words for what it derives.
             assert not columns[column].startswith("Dimension"), column
             assert f"column_name = '{column}'" in columns[column]
@@ -63,3 +64,34 @@ def test_a_table_missing_from_cohorts_yaml_is_still_described():
     described = describe_release(CONTRACTS, {"cohort_other": ["a", "people"]})
     columns = described["tables"]["cohort_other"]["columns"]
     assert described["tables"]["cohort_other"]["comment"] and all(columns.values())
+
+
+def test_dimensions_declared_as_a_list_use_their_own_description_and_level(tmp_path):
+    import shutil
+
+    contracts = tmp_path / "data_contracts"
+    shutil.copytree(CONTRACTS, contracts)
+    (contracts / "cohorts.yaml").write_text(
+        """
+tables:
+  - name: cohort_pairs
+    title: Pairs of departments
+    description: Residents known to both departments of each pair.
+    question: Which departments share the most residents?
+    unit: people
+    dimensions:
+      - {name: department_a, source: departments, expand: pair}
+      - {name: department_b, source: departments, expand: pair}
+      - {name: area, source: lsoa, level: 1, description: Ward of the home address.}
+      - {name: indicators, source: indicator_count, bands: ["0", "1", "2+"]}
+"""
+    )
+    columns = ["release_id", "department_a", "department_b", "area", "indicators", "people"]
+    described = describe_release(contracts, {"cohort_pairs": columns + ["withheld"]})
+    table = described["tables"]["cohort_pairs"]
+    assert "Which departments share the most residents?" in table["comment"]
+    assert table["columns"]["area"].startswith("Ward of the home address.")
+    assert "generalisation level 1" in table["columns"]["area"]
+    assert "2+" in table["columns"]["indicators"]
+    codes = {(r["column_name"], r["code"]) for r in described["dictionary"]}
+    assert ("department_a", "housing") in codes and ("department_b", "benefits") in codes

@@ -17,8 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from schemas.contract import load_contracts
-from schemas.policy import CohortTable, load_cohorts, load_policy
+from schemas.errors import ConfigError
+from schemas.policy import load_policy
 from transforms.disclosure.hierarchy import Hierarchy, load_hierarchies
 
 # The project's own declarative inputs, whatever the working directory.
@@ -71,14 +74,15 @@ def describe_release(
     {"tables": {name: {"comment", "columns": {column: comment}}},
      "dictionary": [{column_name, code, label, meaning, parent_code, parent_label}]}."""
     contracts_dir = Path(contracts_dir)
-    definitions = {t.name: t for t in load_cohorts(contracts_dir / "cohorts.yaml").tables}
+    definitions = table_definitions(contracts_dir / "cohorts.yaml")
     policy = load_policy(contracts_dir / "disclosure_policy.yaml")
     contracts = load_contracts(contracts_dir)
     sources = {
         column: source
         for name in tables
         if name in definitions
-        for column, source in definitions[name].dimensions.items()
+        for column, dimension in definitions[name]["dimensions"].items()
+        for source in [_code_source(dimension)]
     }
     hierarchies = _hierarchies(contracts_dir / "hierarchies", set(sources.values()))
     context = _Context(contracts, hierarchies)
@@ -130,14 +134,48 @@ def _hierarchies(folder: Path, sources: set[str]) -> dict[str, Hierarchy]:
     return load_hierarchies(folder, wanted) if wanted else {}
 
 
-def _table_comment(name: str, definition: CohortTable | None) -> str:
+def table_definitions(path: Path) -> dict[str, dict[str, Any]]:
+    """cohorts.yaml as plain data: table name -> its definition, with `dimensions` as published
+    column -> {"source", and where declared "description", "level", "bands", "expand"}.
+
+    Read as YAML rather than through the pipeline's model, which the flow has already validated,
+    so that both ways of declaring dimensions are described: a mapping (`{area: lsoa}`) or a
+    list of dimensions with their own descriptions and levels.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path.name}: cannot be read as YAML ({type(exc).__name__})") from None
+    tables = {}
+    for table in document.get("tables", []):
+        dimensions = table.get("dimensions", {})
+        if isinstance(dimensions, dict):
+            dimensions = [{"name": k, "source": v} for k, v in dimensions.items()]
+        tables[table["name"]] = {**table, "dimensions": {d["name"]: d for d in dimensions}}
+    return tables
+
+
+def _code_source(dimension: dict[str, Any]) -> str:
+    """Whose codes a column holds: a list of departments expanded per member holds departments."""
+    if dimension.get("bands"):
+        return "bands"
+    if dimension["source"] == "departments" and dimension.get("expand"):
+        return "department"
+    return dimension["source"]
+
+
+def _table_comment(name: str, definition: dict[str, Any] | None) -> str:
     if definition is None:
         return f"Cohort table {name}."
-    unit = "residents" if definition.unit == "people" else "households"
-    return (
-        f"{definition.title}. {definition.description} Counts are of {unit}; one row per "
-        "cell, withheld cells included (withheld = true, count NULL)."
+    unit = "residents" if definition.get("unit") == "people" else "households"
+    parts = [f"{definition['title']}.", str(definition.get("description", "")).strip()]
+    if definition.get("question"):
+        parts.append(f"Answers: {definition['question'].strip()}")
+    parts.append(
+        f"Counts are of {unit}; one row per cell, withheld cells included (withheld = true, "
+        "count NULL)."
     )
+    return " ".join(p for p in parts if p)
 
 
 def _column_comment(
@@ -162,11 +200,17 @@ def _column_comment(
             f"{policy.min_published_count} where published. NULL where the cell is withheld: "
             "never read a NULL as zero."
         )
-    source = definition.dimensions.get(column) if definition is not None else None
-    if source is None:
+    dimension = definition["dimensions"].get(column) if definition is not None else None
+    if dimension is None:
         return f"Dimension {column}."
-    text = DERIVED.get(source) or context.contract_description(source) or f"From {source}."
-    level = levels.get(source)
+    source = dimension["source"]
+    text = (
+        dimension.get("description")
+        or DERIVED.get(_code_source(dimension))
+        or context.contract_description(source)
+        or f"From {source}."
+    ).strip()
+    level = dimension.get("level", levels.get(source))
     hierarchy = context.hierarchies.get(source)
     if isinstance(level, int) and hierarchy is not None and level < hierarchy.height:
         in_order = dict.fromkeys(row[level] for row in hierarchy.table())
@@ -175,6 +219,9 @@ def _column_comment(
             f" Published at generalisation level {level} of {hierarchy.height - 1} of its "
             f"hierarchy (values such as {examples})."
         )
+    if dimension.get("bands"):
+        text += f" Bands: {', '.join(dimension['bands'])} ('N+' is N or more)."
+        return text
     return text + f" Codes are explained in data_dictionary (column_name = '{column}')."
 
 
