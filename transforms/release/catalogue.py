@@ -9,6 +9,8 @@ Layout of `published/` (self-contained: copy the folder anywhere and it still wo
     published/releases/release_id=<id>/release.json    who approved it, when it was published
     published/releases/release_id=<id>/documentation.json  table/column descriptions, codes
     published/withdrawals/<id>.json                    who withdrew a release, when and why
+    published/.incoming/                               new folders and catalogue files while
+                                                       they are built, before their rename
 
 The catalogue is rebuilt from those files as a new file under a unique temporary name and
 swapped in with one atomic rename: an analyst holding the old file open keeps reading it, a new
@@ -222,8 +224,9 @@ def withdraw_release(
     root: Path, release_id: str, who: str = "", reason: str = "", *, role: str = ""
 ) -> Path:
     """Take a published release out of the catalogue; it stays listed as withdrawn, with who and
-    why. The catalogue is swapped first, then the files move to the restricted staging area, so
-    no reader ever finds the catalogue pointing at files that are gone. Idempotent.
+    why. The decision is written first, then the catalogue swapped, then the files move to the
+    restricted staging area: stopped anywhere, analysts see either the release or its withdrawal,
+    and a re-run completes it. Idempotent.
     """
     record = withdrawal_record(root, release_id)
     folder = release_dir(root, release_id)
