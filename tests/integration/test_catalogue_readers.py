@@ -5,13 +5,16 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from pathlib import Path
 
 import polars as pl
 
 from tests.integration.demo_catalogue import APPROVAL, CONTRACTS
 from transforms.release import catalogue
 
+DUCKDB_15 = Path(sys.executable).parent / "duckdb"
 # An analyst in another process: open, query the latest table and the releases, close; repeat
 # until told to stop, then report how many queries worked and how many failed.
 READER = textwrap.dedent(
@@ -40,6 +43,20 @@ READER = textwrap.dedent(
 )
 
 
+def _cli_reader(path, stop, counts: dict) -> None:
+    while not stop.exists():
+        result = subprocess.run(
+            [DUCKDB_15, "-readonly", "-csv", str(path), "-c", "SELECT count(*) FROM releases"],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            counts["ok"] += 1
+        else:
+            counts["failed"] += 1
+            counts["errors"].append(result.stderr.strip()[:200])
+
+
 def _release(n: int) -> str:
     return f"202601{n:02d}T000000Z-r{n:05d}"
 
@@ -59,6 +76,10 @@ def test_readers_never_fail_while_releases_are_published_and_withdrawn(tmp_path)
     reader = subprocess.Popen(
         [sys.executable, "-c", READER, str(path), str(stop)], stdout=subprocess.PIPE, text=True
     )
+    # A second analyst with DuckDB 1.5's command-line client, one process per query.
+    cli = {"ok": 0, "failed": 0, "errors": []}
+    cli_reader = threading.Thread(target=_cli_reader, args=(path, stop, cli))
+    cli_reader.start()
     try:
         time.sleep(1.0)  # let the reader get going on the first release
         for n in range(2, 7):
@@ -70,10 +91,13 @@ def test_readers_never_fail_while_releases_are_published_and_withdrawn(tmp_path)
     finally:
         stop.touch()
         out, _ = reader.communicate(timeout=60)
+        cli_reader.join(timeout=60)
     result = json.loads(out)
     print("reader during swaps:", {k: result[k] for k in ("ok", "failed")}, len(result["seen"]))
+    print("DuckDB 1.5 CLI during swaps:", {k: cli[k] for k in ("ok", "failed")})
     assert result["failed"] == 0, result["errors"]
-    assert result["ok"] >= 20
+    assert cli["failed"] == 0, cli["errors"]
+    assert result["ok"] >= 20 and cli["ok"] >= 5
     # The reader saw the catalogue change under it: several releases, one after another.
     assert len(result["seen"]) >= 3
     # 3, 5 and 6 withdrawn: the latest is 4 again, and the withdrawn ones stay listed.
