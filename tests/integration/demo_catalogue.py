@@ -1,28 +1,40 @@
-"""A demo-sized published catalogue made quickly: a seeded population of generalised residents,
-counted into the tables `data_contracts/cohorts.yaml` declares, staged and published with the
-real catalogue code (no Prefect run, so tests that only need a catalogue stay fast).
+"""A demo-sized published catalogue made quickly: a seeded population of residents, counted into
+the cohort tables the council declares, staged and published with the real catalogue code (no
+Prefect run, so tests that only need a catalogue stay fast).
 
-The tables have the shape staged cohort tables have: dimension columns, the count named by its
-unit (NULL where withheld) and `withheld`. Cells below the policy's minimum published count are
-withheld and the rest rounded; the disclosure code's own tests cover how cells are protected.
+The cohort definitions are `tests/fixtures/catalogue/cohorts.yaml` (with `indicators.yaml`),
+a copy of the council's definitions when the analysts' guide was written, because the guide's
+examples name those tables; the rest of `data_contracts/` is the real one. The tables have the
+shape staged cohort tables have: dimension columns, the count named by its unit (NULL where
+withheld) and `withheld`. Cells below the policy's minimum published count are withheld and the
+rest rounded; the disclosure code's own tests cover how cells are protected.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from schemas.policy import load_policy
+from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.release import catalogue
 from transforms.release.catalogue_docs import table_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 CONTRACTS = REPO / "data_contracts"
+FIXTURES = REPO / "tests" / "fixtures" / "catalogue"
 DEPARTMENTS = ("adult_social_care", "benefits", "childrens_services", "council_tax", "housing")
-AGE_BANDS = ("0-19", "20-39", "40-59", "60-79", "80-99", "unknown")
-ETHNIC_GROUPS = ("Asian", "Black", "Mixed", "White", "Other", "Not stated")
+INDICATORS = (
+    "rent_arrears",
+    "receiving_adult_social_care",
+    "child_known_to_social_care",
+    "means_tested_benefit",
+    "council_tax_discount",
+)
+CARE_STATUSES = ("Child in Need", "Child Protection Plan", "Looked After Child", "Closed")
 APPROVAL = {
     "decision": "approved",
     "name": "A. Officer",
@@ -32,26 +44,51 @@ APPROVAL = {
 }
 
 
+def demo_contracts(folder: Path) -> Path:
+    """`data_contracts/` with the guide's cohort definitions: what publish_demo describes."""
+    target = folder / "data_contracts"
+    if not target.exists():
+        shutil.copytree(CONTRACTS, target)
+        for name in ("cohorts.yaml", "indicators.yaml"):
+            shutil.copyfile(FIXTURES / name, target / name)
+    return target
+
+
 def population(residents: int = 4000, seed: int = 7) -> pl.DataFrame:
-    """Residents at the levels a demo run publishes: wards, 20-year bands, high-level groups."""
+    """One row per resident with every population column the cohort definitions use."""
     rng = np.random.default_rng(seed)
-    wards = [f"E05999{n:03d}" for n in range(1, 17)]
+    lsoas = [f"E01999{n:03d}" for n in range(1, 129)]
+    ages = [str(a) for a in range(0, 100)] + ["unknown"]
+    ethnic = ["A1", "A2", "B1", "B2", "M1", "W1", "W2", "W5", "O1", "NS"]
     departments = [
         sorted(rng.choice(DEPARTMENTS, size=rng.integers(1, 4), replace=False).tolist())
+        for _ in range(residents)
+    ]
+    indicators = [
+        sorted(rng.choice(INDICATORS, size=rng.integers(0, 4), replace=False).tolist())
         for _ in range(residents)
     ]
     frame = pl.DataFrame(
         {
             "person_key": [f"p{i}" for i in range(residents)],
             "household_key": [f"h{h}" for h in rng.integers(0, residents // 2, residents)],
-            "age": rng.choice(AGE_BANDS, residents, p=[0.2, 0.25, 0.25, 0.15, 0.05, 0.1]),
+            "age": rng.choice(ages, residents),
             "sex": rng.choice(["F", "M", "U"], residents, p=[0.5, 0.48, 0.02]),
-            "ethnicity": rng.choice(
-                ETHNIC_GROUPS, residents, p=[0.1, 0.05, 0.04, 0.75, 0.03, 0.03]
-            ),
-            "lsoa": rng.choice(wards, residents),
+            "ethnicity": rng.choice(ethnic, residents),
+            "lsoa": rng.choice(lsoas, residents),
             "departments": departments,
+            "indicators": indicators,
+            "care_status": rng.choice(CARE_STATUSES, residents),
         }
+    ).with_columns(
+        indicator_count=pl.col("indicators").list.len().cast(pl.Int64),
+        in_rent_arrears=pl.when(pl.col("indicators").list.contains("rent_arrears"))
+        .then(pl.lit("yes"))
+        .otherwise(pl.lit("no")),
+        means_tested_benefit=pl.when(pl.col("indicators").list.contains("means_tested_benefit"))
+        .then(pl.lit("yes"))
+        .otherwise(pl.lit("no")),
+        **{f"known_to_{d}": pl.col("departments").list.contains(d) for d in DEPARTMENTS},
     )
     involved = (
         frame.explode("departments")
@@ -61,24 +98,38 @@ def population(residents: int = 4000, seed: int = 7) -> pl.DataFrame:
     return frame.join(involved, on="household_key", how="left")
 
 
-def _table(people: pl.DataFrame, definition: dict, threshold: int, base: int) -> pl.DataFrame:
+def _band(values: pl.Expr, bands: list[str]) -> pl.Expr:
+    expression = pl.lit(None, dtype=pl.String)
+    for label in reversed(bands):
+        low = int(label.removesuffix("+"))
+        test = values >= low if label.endswith("+") else values == low
+        expression = pl.when(test).then(pl.lit(label)).otherwise(expression)
+    return expression
+
+
+def _table(people: pl.DataFrame, definition: dict, hierarchies, policy) -> pl.DataFrame:
+    frame = people.filter(pl.sql_expr(definition["where"])) if definition.get("where") else people
     dimensions = definition["dimensions"]
-    frame = people.with_columns(department=pl.col("departments"))
-    for dimension in dimensions.values():
-        if dimension["source"] == "department" or dimension.get("expand"):
-            frame = frame.explode(dimension["source"])
+    pair = [n for n, d in dimensions.items() if d.get("expand") == "pair"]
+    for name, dimension in dimensions.items():
+        source = pl.col(dimension["source"])
+        if dimension.get("expand"):
+            frame = frame.with_columns(source.alias(name)).explode(name)
+        elif dimension.get("bands"):
+            frame = frame.with_columns(_band(source, dimension["bands"]).alias(name))
+        elif dimension.get("level"):
+            rows = hierarchies[dimension["source"]].table()
+            mapping = {row[0]: row[dimension["level"]] for row in rows}
+            frame = frame.with_columns(source.replace_strict(mapping).alias(name))
+        else:
+            frame = frame.with_columns(source.cast(pl.String).alias(name))
+    if pair:
+        frame = frame.filter(pl.col(pair[0]) <= pl.col(pair[1]))
     if definition["unit"] == "households":
-        frame = frame.unique(["household_key", *(d["source"] for d in dimensions.values())])
-    columns = [
-        (
-            pl.col(d["source"]).list.join("+")
-            if isinstance(frame.schema[d["source"]], pl.List)
-            else pl.col(d["source"]).cast(pl.String)
-        ).alias(n)
-        for n, d in dimensions.items()
-    ]
-    counts = frame.select(*columns).group_by(list(dimensions)).len()
-    withheld = pl.col("len") < threshold
+        frame = frame.unique(["household_key", *dimensions])
+    counts = frame.group_by(list(dimensions)).len()
+    withheld = pl.col("len") < policy.min_published_count
+    base = policy.rule.round_to
     rounded = ((pl.col("len") + base // 2) // base * base).cast(pl.Int64)
     return counts.select(
         *dimensions,
@@ -89,12 +140,13 @@ def _table(people: pl.DataFrame, definition: dict, threshold: int, base: int) ->
 
 def publish_demo(root: Path, release_id: str, seed: int = 7, residents: int = 4000) -> Path:
     """Count, stage and publish one release; returns the catalogue path."""
-    policy = load_policy(CONTRACTS / "disclosure_policy.yaml")
+    contracts = demo_contracts(root.parent)
+    policy = load_policy(contracts / "disclosure_policy.yaml")
+    hierarchies = load_hierarchies(contracts / "hierarchies", ["age", "ethnicity", "lsoa"])
     people = population(residents, seed)
     tables = {
-        name: _table(people, definition, policy.min_published_count, policy.rule.round_to)
-        for name, definition in table_definitions(CONTRACTS / "cohorts.yaml").items()
+        name: _table(people, definition, hierarchies, policy)
+        for name, definition in table_definitions(contracts / "cohorts.yaml").items()
     }
-    metadata = {"release_id": release_id, "levels": {"age": 3, "sex": 0, "ethnicity": 1, "lsoa": 1}}
-    catalogue.stage_release(root, release_id, tables, metadata)
-    return catalogue.publish_release(root, release_id, APPROVAL, CONTRACTS)
+    catalogue.stage_release(root, release_id, tables, {"release_id": release_id})
+    return catalogue.publish_release(root, release_id, APPROVAL, contracts)

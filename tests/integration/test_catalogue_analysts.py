@@ -11,10 +11,12 @@ import polars as pl
 import pytest
 
 from schemas.errors import ReleaseError
-from tests.integration.demo_catalogue import APPROVAL, CONTRACTS, publish_demo
+from tests.integration.demo_catalogue import APPROVAL, CONTRACTS, FIXTURES, publish_demo
 from transforms.release import catalogue
+from transforms.release.catalogue_docs import table_definitions
 
 FIRST, SECOND = "20261001T090000Z-aaaaaa", "20261101T090000Z-bbbbbb"
+TABLES = len(table_definitions(FIXTURES / "cohorts.yaml"))
 # The DuckDB 1.5 command-line client from PyPI (`duckdb-cli`, a dev dependency).
 DUCKDB_15 = Path(sys.executable).parent / "duckdb"
 
@@ -37,18 +39,18 @@ def test_one_schema_per_release_and_latest_shows_the_newest(demo):
     schemas = {r[0] for r in _sql(path, "SELECT schema_name FROM duckdb_schemas()")}
     assert {catalogue.schema_name(FIRST), catalogue.schema_name(SECOND), "latest"} <= schemas
     tables = [r[0] for r in _sql(path, "SELECT table_name FROM duckdb_tables()")]
-    # Five cohort tables per release (each stored inside the file) plus releases and the codes.
-    assert len(tables) == 2 * 5 + 2
+    # The cohort tables of each release (stored inside the file) plus releases and the codes.
+    assert len(tables) == 2 * TABLES + 2
     for schema, release in (("latest", SECOND), ("main", SECOND)):
         views = _sql(
             path,
             f"SELECT view_name FROM duckdb_views() WHERE schema_name = '{schema}' AND NOT internal",
         )
-        assert len(views) == 5
+        assert len(views) == TABLES
         for (view,) in views:
             assert _sql(path, f"SELECT DISTINCT release_id FROM {schema}.{view}") == [(release,)]
     old = catalogue.schema_name(FIRST)
-    assert _sql(path, f"SELECT DISTINCT release_id FROM {old}.cohort_department_overlap") == [
+    assert _sql(path, f"SELECT DISTINCT release_id FROM {old}.cohort_indicator_by_ward") == [
         (FIRST,)
     ]
     assert _sql(path, "SELECT release_id FROM releases WHERE is_latest") == [(SECOND,)]
@@ -61,7 +63,7 @@ def test_every_cohort_table_has_release_id_first_and_withheld_last(demo):
         "SELECT schema_name, table_name, list(column_name ORDER BY column_index) AS columns "
         "FROM duckdb_columns() WHERE table_name LIKE 'cohort_%' GROUP BY ALL",
     )
-    assert columns.height == 4 * 5  # two releases, latest and main
+    assert columns.height == 4 * TABLES  # two releases, latest and main
     for names in columns["columns"].to_list():
         assert names[0] == "release_id" and names[-1] == "withheld"
         assert names[-2] in ("people", "households")
@@ -100,13 +102,13 @@ def test_every_table_view_and_column_is_described(demo):
     [(table,)] = _sql(
         path,
         "SELECT comment FROM duckdb_views() "
-        "WHERE schema_name = 'latest' AND view_name = 'cohort_department_overlap'",
+        "WHERE schema_name = 'latest' AND view_name = 'cohort_department_overlap_by_ward'",
     )
-    assert table.startswith("Residents by the combination of departments that know them.")
+    assert table.startswith("Residents known to both of two departments, by ward.")
     [(column,)] = _sql(
         path,
         "SELECT comment FROM duckdb_columns() WHERE schema_name = 'latest' "
-        "AND table_name = 'cohort_people_by_department_area' AND column_name = 'people'",
+        "AND table_name = 'cohort_people_by_department_ward_sex' AND column_name = 'people'",
     )
     assert "NULL where the cell is withheld" in column and "nearest 5" in column
 
@@ -116,8 +118,11 @@ def test_every_table_view_and_column_is_described(demo):
     [
         ("sex", "U", "Not known", "All"),
         ("age_band", "unknown", "Not known", None),
-        ("area", "E01999001", "Cohortshire 001A", "Abbeygate"),
-        ("area", "E05999001", "Abbeygate", "Cohortshire"),
+        ("ward", "E01999001", "Cohortshire 001A", "Abbeygate"),
+        ("ward", "E05999001", "Abbeygate", "Cohortshire"),
+        ("indicator", "rent_arrears", "Rent arrears", None),
+        ("indicators_held", "3+", "3 or more", None),
+        ("department_a", "housing", "Housing tenancies and applicants", None),
         ("ethnic_group", "A1", "Indian", "Asian, Asian British or Asian Welsh"),
         ("department", "council_tax", "Council tax liable parties", None),
     ],
@@ -135,10 +140,13 @@ def test_data_dictionary_explains_the_codes(demo, column, code, label, parent_la
 def test_every_published_code_is_in_the_dictionary(demo):
     _, path = demo
     for table, columns in (
-        ("cohort_people_by_department_area", ("department", "area", "sex")),
-        ("cohort_department_overlap", ("departments", "age_band")),
-        ("cohort_people_by_ethnic_group", ("ethnic_group",)),
-        ("cohort_households_by_area", ("departments_involved",)),
+        ("cohort_people_by_department_ward_sex", ("department", "ward", "sex")),
+        ("cohort_people_by_department_age_sex", ("age_band",)),
+        ("cohort_department_overlap_by_ward", ("department_a", "department_b")),
+        ("cohort_people_by_department_ethnic_group", ("ethnic_group",)),
+        ("cohort_indicator_by_ward", ("indicator",)),
+        ("cohort_indicator_count_by_ward", ("indicators_held",)),
+        ("cohort_households_by_departments_involved", ("departments_involved",)),
     ):
         for column in columns:
             missing = _sql(
@@ -190,15 +198,15 @@ def test_a_copied_published_folder_works_anywhere(demo, tmp_path):
     shutil.copytree(root / "published", copy)
     copied = copy / catalogue.CATALOGUE_FILE
     with _hidden(root / "published"):
-        rows = _sql(copied, "SELECT count(*) FROM latest.cohort_people_by_department_area")
+        rows = _sql(copied, "SELECT count(*) FROM latest.cohort_people_by_department_ward_sex")
         assert rows[0][0] > 0
         # Reading every release's Parquet files gives the release as a column (Hive layout).
         frame = pl.scan_parquet(
-            copy / "releases" / "*" / "cohort_department_overlap.parquet", hive_partitioning=True
+            copy / "releases" / "*" / "cohort_indicator_by_ward.parquet", hive_partitioning=True
         )
         releases = frame.select(pl.col("release_id").unique().sort()).collect()
         assert releases["release_id"].to_list() == [FIRST, SECOND]
-        output = _duckdb_15(copied, "SELECT count(*) FROM latest.cohort_department_overlap;")
+        output = _duckdb_15(copied, "SELECT count(*) FROM latest.cohort_indicator_by_ward;")
         assert int(output.strip().splitlines()[-1]) > 0
 
 

@@ -5,48 +5,66 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.demo_catalogue import demo_contracts
 from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.release.catalogue_docs import describe_release, table_definitions
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
-COHORTS = table_definitions(CONTRACTS / "cohorts.yaml")
+
+
+def _describe(contracts: Path, levels=None):
+    cohorts = table_definitions(contracts / "cohorts.yaml")
+    tables = {
+        name: ["release_id", *t["dimensions"], t["unit"], "withheld"] for name, t in cohorts.items()
+    }
+    return cohorts, describe_release(contracts, tables, levels)
 
 
 @pytest.fixture(scope="module")
-def described():
-    tables = {
-        name: ["release_id", *t["dimensions"], t["unit"], "withheld"] for name, t in COHORTS.items()
-    }
-    levels = {name: {"age": 3, "lsoa": 1} for name in COHORTS}
-    return describe_release(CONTRACTS, tables, levels)
+def described(tmp_path_factory):
+    """The cohort definitions the analysts' guide was written for."""
+    return _describe(demo_contracts(tmp_path_factory.mktemp("docs")))[1]
 
 
-def test_every_cohort_table_is_described_from_cohorts_yaml(described):
-    for name, table in COHORTS.items():
+@pytest.mark.parametrize("folder", ["real", "guide"])
+def test_every_table_and_column_is_described_from_the_definitions(folder, tmp_path):
+    contracts = CONTRACTS if folder == "real" else demo_contracts(tmp_path)
+    cohorts, described = _describe(contracts)
+    for name, table in cohorts.items():
         comment = described["tables"][name]["comment"]
-        assert comment.startswith(table["title"]) and table["description"] in comment
-
-
-def test_every_column_has_its_own_description(described):
-    for name, table in COHORTS.items():
+        assert comment.startswith(table["title"]) and table["description"].strip() in comment
         columns = described["tables"][name]["columns"]
         assert set(columns) == {"release_id", *table["dimensions"], table["unit"], "withheld"}
-        for column in table["dimensions"]:
-            # Not a placeholder: from a contract, or the pipeline's own words for what it derives.
+        for column, dimension in table["dimensions"].items():
+            # Not a placeholder: the definition's, a contract's, or the pipeline's own words.
             assert not columns[column].startswith("Dimension"), column
-            assert f"column_name = '{column}'" in columns[column]
+            explained = "Bands:" if dimension.get("bands") else f"column_name = '{column}'"
+            assert explained in columns[column], column
 
 
-def test_contract_descriptions_are_used_where_a_contract_has_the_column(described):
-    sex = described["tables"]["cohort_people_by_department_area"]["columns"]["sex"]
-    assert sex.startswith("Sex as recorded")  # data_contracts/*.odcs.yaml, column sex
-    area = described["tables"]["cohort_households_by_area"]["columns"]["area"]
-    assert "generalisation level 1" in area  # the level the release was published at
+def test_contract_descriptions_and_levels_are_used_where_a_definition_has_none(tmp_path):
+    contracts = demo_contracts(tmp_path)
+    (contracts / "cohorts.yaml").write_text(
+        """
+tables:
+  - name: cohort_by_area_sex
+    title: Residents by area and sex
+    description: One row per area and sex.
+    unit: people
+    dimensions: {area: lsoa, sex: sex}
+"""
+    )
+    columns = ["release_id", "area", "sex", "people", "withheld"]
+    levels = {"cohort_by_area_sex": {"lsoa": 1}}
+    described = describe_release(contracts, {"cohort_by_area_sex": columns}, levels)
+    described = described["tables"]["cohort_by_area_sex"]["columns"]
+    assert described["sex"].startswith("Sex as recorded")  # data_contracts/*.odcs.yaml
+    assert "generalisation level 1" in described["area"]  # the level it was published at
 
 
 @pytest.mark.parametrize(
     ("column", "source"),
-    [("sex", "sex"), ("age_band", "age"), ("ethnic_group", "ethnicity"), ("area", "lsoa")],
+    [("sex", "sex"), ("age_band", "age"), ("ethnic_group", "ethnicity"), ("ward", "lsoa")],
 )
 def test_every_hierarchy_label_is_in_the_dictionary(described, column, source):
     hierarchy = load_hierarchies(CONTRACTS / "hierarchies", [source])[source]
@@ -56,7 +74,7 @@ def test_every_hierarchy_label_is_in_the_dictionary(described, column, source):
 
 
 def test_withheld_and_counts_say_null_is_not_zero(described):
-    columns = described["tables"]["cohort_department_overlap"]["columns"]
+    columns = described["tables"]["cohort_indicator_by_ward"]["columns"]
     assert "not zero" in columns["withheld"] and "NULL" in columns["people"]
 
 

@@ -77,13 +77,13 @@ def describe_release(
     definitions = table_definitions(contracts_dir / "cohorts.yaml")
     policy = load_policy(contracts_dir / "disclosure_policy.yaml")
     contracts = load_contracts(contracts_dir)
-    sources = {
-        column: source
+    dimensions = {
+        column: dimension
         for name in tables
         if name in definitions
         for column, dimension in definitions[name]["dimensions"].items()
-        for source in [_code_source(dimension)]
     }
+    sources = {column: _code_source(d) for column, d in dimensions.items()}
     hierarchies = _hierarchies(contracts_dir / "hierarchies", set(sources.values()))
     context = _Context(contracts, hierarchies)
     described = {}
@@ -100,7 +100,7 @@ def describe_release(
         }
     dictionary = []
     for column, source in sorted(sources.items()):
-        for row in _codes(source, contracts_dir, context):
+        for row in _codes(source, dimensions[column], contracts_dir, context):
             dictionary.append({"column_name": column, **row})
     return {"tables": described, "dictionary": dictionary}
 
@@ -187,8 +187,8 @@ def _column_comment(
         return (
             "True where the count is withheld: the cell is below the small-number threshold "
             f"({policy.min_published_count}), or is withheld as well so that a small cell "
-            "cannot be worked out from the totals. Its count is NULL; a withheld cell is not "
-            "zero (cells with no one in them are not listed at all)."
+            "cannot be worked out from the totals, or because it would tell something about "
+            "everyone in a group. Its count is NULL: a withheld cell is not zero."
         )
     if column in COUNT_COLUMNS:
         unit = "residents" if column == "people" else "households"
@@ -225,7 +225,20 @@ def _column_comment(
     return text + f" Codes are explained in data_dictionary (column_name = '{column}')."
 
 
-def _codes(source: str, contracts_dir: Path, context: _Context) -> list[dict[str, str | None]]:
+def _codes(
+    source: str, dimension: dict[str, Any], contracts_dir: Path, context: _Context
+) -> list[dict[str, str | None]]:
+    if source == "bands":
+        return [_band(label, dimension.get("description", "")) for label in dimension["bands"]]
+    if source == "indicators":
+        return [
+            _row(
+                i["name"],
+                i["name"].replace("_", " ").capitalize(),
+                " ".join(i["description"].split()),
+            )
+            for i in _indicators(contracts_dir / "indicators.yaml")
+        ]
     if source == "lsoa":
         return _area_codes(contracts_dir / "reference" / "geography.csv")
     if source == "department":
@@ -255,6 +268,18 @@ def _codes(source: str, contracts_dir: Path, context: _Context) -> list[dict[str
     names = _reference_names(contracts_dir / "reference" / f"{source}.csv")
     names.update(context.value_labels(source))
     return _hierarchy_codes(source, hierarchy, names)
+
+
+def _band(label: str, description: str) -> dict[str, str | None]:
+    words = f"{label.removesuffix('+')} or more" if label.endswith("+") else f"exactly {label}"
+    return _row(label, words, f"{description.rstrip('.') or 'Value'}: {words}.")
+
+
+def _indicators(path: Path) -> list[dict[str, Any]]:
+    """data_contracts/indicators.yaml, where the council declares derived indicators."""
+    if not path.is_file():
+        return []
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("indicators", [])
 
 
 def _row(code, label, meaning, parent_code=None, parent_label=None) -> dict[str, str | None]:
