@@ -65,10 +65,15 @@ def readable_text(path: Path) -> str:
     if path.suffix == ".duckdb":
         con = duckdb.connect(str(path), read_only=True)
         try:
-            names = [
-                r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()
-            ]
-            return "\n".join(str(con.sql(f'SELECT * FROM "{n}"').fetchall()) for n in names)
+            # Every schema: each release keeps its own tables, and comments are readable too.
+            names = con.sql("SELECT table_schema, table_name FROM information_schema.tables")
+            tables = [f'"{s}"."{n}"' for s, n in names.fetchall()]
+            comments = con.sql(
+                "SELECT comment FROM duckdb_tables() UNION ALL SELECT comment FROM duckdb_columns()"
+            ).fetchall()
+            return "\n".join(
+                [str(con.sql(f"SELECT * FROM {t}").fetchall()) for t in tables] + [str(comments)]
+            )
         finally:
             con.close()
     return path.read_bytes().decode("utf-8", "replace")

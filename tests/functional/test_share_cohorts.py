@@ -59,7 +59,8 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
         tables = [
             r[0]
             for r in con.sql(
-                "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'cohort_%'"
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'latest' AND table_name LIKE 'cohort_%'"
             ).fetchall()
         ]
         assert len(tables) == len(load_cohorts(CONTRACTS / "cohorts.yaml").tables)
@@ -75,8 +76,8 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
             assert withheld_shown == 0, table
             published_tables += smallest is not None
         assert published_tables >= len(tables) // 2
-        approvals = con.sql("SELECT release_id, decision, approved_by FROM releases").fetchall()
-        assert approvals == [(release, "approved", "automatic demo approval")]
+        approvals = con.sql("SELECT release_id, status, approved_by FROM releases").fetchall()
+        assert approvals == [(release, "published", "automatic demo approval")]
     finally:
         con.close()
 
@@ -131,7 +132,7 @@ def test_audit_log_records_staging_approval_and_publication(published):
 
 def test_published_release_is_read_only_and_immutable(published):
     root, release = published
-    folder = root / "published" / "releases" / release
+    folder = root / "published" / "releases" / f"release_id={release}"
     files = sorted(folder.glob("*.parquet"))
     assert len(files) == len(load_cohorts(CONTRACTS / "cohorts.yaml").tables)
     # Mode bits, not open(): the tests may run as root, which ignores them.

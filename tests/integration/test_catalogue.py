@@ -6,6 +6,7 @@ import pytest
 from schemas.cohorts import CohortDefinitions, CohortTable, Dimension
 from schemas.errors import DisclosureError, ReleaseError
 from schemas.policy import DisclosurePolicy
+from transforms.files import write_parquet
 from transforms.release import catalogue
 from transforms.release.gates import check_release, scan_values
 
@@ -124,7 +125,12 @@ def test_scan_leaves_published_categories_alone(value):
 def test_publish_is_immutable_and_swaps_the_catalogue_under_an_open_reader(tmp_path):
     _stage(tmp_path, "20260101T000000Z-a", pl.DataFrame({"area": ["a"], "people": [10]}))
     path = catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
-    assert catalogue.query_catalogue(path, "SELECT * FROM cohort_by_area").rows() == [("a", 10)]
+    rows = catalogue.query_catalogue(path, "SELECT area, people FROM cohort_by_area").rows()
+    assert rows == [("a", 10)]
+    # Publishing the same files again completes (a re-run after a crash); other files are refused.
+    assert catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL) == path
+    staged = catalogue.staging_dir(tmp_path, "20260101T000000Z-a") / "cohort_by_area.parquet"
+    write_parquet(pl.DataFrame({"area": ["a"], "people": [15]}), staged)
     with pytest.raises(ReleaseError, match="immutable"):
         catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
 
@@ -159,31 +165,31 @@ def test_failed_staging_leaves_nothing_behind(tmp_path):
     assert list((tmp_path / "staging").iterdir()) == []
 
 
-def test_withdrawn_release_leaves_the_catalogue_but_not_the_audit_log(tmp_path):
-    from flows.approval import withdraw
-    from transforms.release.audit import read_events
-
+def test_withdrawn_release_leaves_the_catalogue_but_stays_listed_with_who_and_why(tmp_path):
     _stage(tmp_path, "20260101T000000Z-a", pl.DataFrame({"area": ["a"], "people": [10]}))
     catalogue.publish_release(tmp_path, "20260101T000000Z-a", APPROVAL)
     _stage(tmp_path, "20260201T000000Z-b", pl.DataFrame({"area": ["a"], "people": [20]}))
     path = catalogue.publish_release(tmp_path, "20260201T000000Z-b", APPROVAL)
 
-    withdraw(
-        tmp_path,
-        "20260201T000000Z-b",
-        name="A. Officer",
-        role="IG lead",
-        reason="a table was published with the wrong policy",
-    )
+    reason = "a table was published with the wrong policy"
+    catalogue.withdraw_release(tmp_path, "20260201T000000Z-b", "B. Officer", reason, role="DPO")
 
-    assert catalogue.query_catalogue(path, "SELECT release_id FROM releases").rows() == [
-        ("20260101T000000Z-a",)
+    listed = catalogue.query_catalogue(
+        path, "SELECT release_id, status, withdrawn_by, withdrawal_reason FROM releases"
+    ).rows()
+    assert listed == [
+        ("20260101T000000Z-a", "published", None, None),
+        ("20260201T000000Z-b", "withdrawn", "B. Officer, DPO", reason),
     ]
-    # The views fall back to the latest release still published.
+    # The views fall back to the latest release still published; the withdrawn schema is gone.
     assert catalogue.query_catalogue(path, "SELECT people FROM cohort_by_area").item() == 10
-    assert not (tmp_path / "published" / "releases" / "20260201T000000Z-b").exists()
+    schemas = catalogue.query_catalogue(path, "SELECT schema_name FROM duckdb_schemas()")
+    assert catalogue.schema_name("20260201T000000Z-b") not in schemas["schema_name"].to_list()
+    assert not catalogue.release_dir(tmp_path, "20260201T000000Z-b").exists()
     assert (tmp_path / "staging" / "withdrawn" / "20260201T000000Z-b").is_dir()
-    [event] = [e for e in read_events(tmp_path) if e["event"] == "release_withdrawn"]
-    assert event["release_id"] == "20260201T000000Z-b" and event["reason"].startswith("a table")
+    # Withdrawing again completes quietly (a re-run); a release never published is refused.
+    catalogue.withdraw_release(tmp_path, "20260201T000000Z-b", "B. Officer", reason)
     with pytest.raises(ReleaseError, match="not published"):
-        withdraw(tmp_path, "20260201T000000Z-b", name="A", role="B", reason="again")
+        catalogue.withdraw_release(tmp_path, "20260301T000000Z-c", "B. Officer", reason)
+    with pytest.raises(ReleaseError, match="withdrawn"):
+        catalogue.publish_release(tmp_path, "20260201T000000Z-b", APPROVAL)
