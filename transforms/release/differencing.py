@@ -99,8 +99,10 @@ class AuditResult:
     cells_audited: int
     cells_withheld: int
     primary_cells: int
-    narrowest_width: int | None  # the narrowest interval found for a primary cell
+    # The narrowest interval solved exactly; cells shown wide enough together are not solved.
+    narrowest_width: int | None
     failures: list[Failure] = field(default_factory=list)
+    shown_wide_together: int = 0
     linear_programs: int = 0
     atoms: int = 0
     seconds: float = 0.0
@@ -406,6 +408,9 @@ class _System:
         lp.a_matrix_.value_ = matrix.data.astype(np.float64)
         self.highs.passModel(lp)
         self.all_cols = np.arange(self.n_cols, dtype=np.int32)
+        self.warm = False
+        self.lower = np.zeros(self.n_rows)
+        self.upper = np.full(self.n_rows, highspy.kHighsInf)
 
     def add_empty_rows(self, count: int) -> None:
         self.highs.addRows(
@@ -423,6 +428,53 @@ class _System:
     def set_row_bounds(self, lower: np.ndarray, upper: np.ndarray) -> None:
         idx = np.arange(self.n_rows, dtype=np.int32)
         self.highs.changeRowsBounds(self.n_rows, idx, lower, upper)
+        self.lower, self.upper = lower, upper
+
+    def reach(self, sums: list[list[int]], targets: np.ndarray) -> np.ndarray:
+        """Which of `sums` (each a sum of cells) can each reach its target, found together: one
+        LP maximises sum(min(sum, target)) (an extra variable per sum, capped at its target);
+        every sum at its target in that solution can reach it. Sums reached are dropped and the
+        rest tried again until a round reaches none. Returns a mask over `sums`."""
+        k = len(sums)
+        reached = np.zeros(k, dtype=bool)
+        if k == 0:
+            return reached
+        pick_rows = np.concatenate([np.asarray(rows, dtype=np.int64) for rows in sums])
+        pick_cols = np.repeat(np.arange(k), [len(rows) for rows in sums])
+        chooser = sparse.csr_matrix(
+            (np.ones(pick_rows.size), (pick_cols, pick_rows)), shape=(k, self.n_rows)
+        )
+        picked = (chooser @ self.rows).tocsr()
+        top = sparse.hstack([self.rows, sparse.csr_matrix((self.n_rows, k))])
+        link = sparse.hstack([picked, -sparse.identity(k, format="csr")])
+        matrix = sparse.vstack([top, link]).tocsc()
+        highs = _quiet_highs()
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = self.n_cols + k, self.n_rows + k
+        lp.col_cost_ = np.concatenate([np.zeros(self.n_cols), -np.ones(k)])
+        lp.col_lower_ = np.zeros(self.n_cols + k)
+        lp.col_upper_ = np.concatenate([np.full(self.n_cols, highspy.kHighsInf), targets])
+        lp.row_lower_ = np.concatenate([self.lower, np.zeros(k)])
+        lp.row_upper_ = np.concatenate([self.upper, np.full(k, highspy.kHighsInf)])
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+        lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+        highs.passModel(lp)
+        while True:
+            highs.run()
+            self.solves += 1
+            if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return reached  # the per-cell LPs will say why
+            x = np.asarray(highs.getSolution().col_value)[: self.n_cols]
+            values = picked @ x
+            new = ~reached & (values >= targets - EPSILON)
+            if not new.any():
+                return reached
+            reached |= new
+            idx = (self.n_cols + np.flatnonzero(new)).astype(np.int32)
+            highs.changeColsBounds(idx.size, idx, np.zeros(idx.size), np.zeros(idx.size))
+            highs.setOptionValue("presolve", "off")
 
     def bound(self, rows: list[int], maximise: bool, weights: list[float] | None = None) -> float:
         """min or max of the sum of `rows` (optionally weighted) over the feasible counts."""
@@ -432,6 +484,13 @@ class _System:
             cost = -cost
         self.highs.changeColsCost(self.n_cols, self.all_cols, cost)
         self.highs.run()
+        if not self.warm:
+            self.warm = True
+            # Only the objective changes between solves: the last optimal basis stays feasible,
+            # so primal simplex from it, with no presolve (which would discard it), takes a few
+            # dozen iterations where a cold solve takes thousands.
+            self.highs.setOptionValue("presolve", "off")
+            self.highs.setOptionValue("simplex_strategy", 4)
         self.solves += 1
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kUnbounded:
@@ -598,13 +657,18 @@ class Auditor:
         failures: list[Failure] = []
         narrowest: int | None = None
         primary = [c for c in sorted(withheld) if 0 < self.true[c] < floor]
-        for cell in primary:
+        # A cell that can reach its true count + the width is wide enough (its minimum is at
+        # most its true count): most cells are shown so together, the rest one LP at a time.
+        together = np.zeros(len(primary), dtype=bool)
+        if not exact:
+            targets = self.true[primary].astype(float) + width_needed
+            together = self.interval.reach([[c] for c in primary], targets)
+        for cell in (c for c, done in zip(primary, together, strict=True) if not done):
             high = math.floor(self.interval.bound([cell], maximise=True) + EPSILON)
             if not exact and high - self.true[cell] >= width_needed:
-                width = high - int(self.true[cell])  # at least this wide (min <= true)
-            else:
-                low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
-                width = high - low
+                continue
+            low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
+            width = high - low
             narrowest = width if narrowest is None else min(narrowest, width)
             if width < width_needed:
                 failures.append(self._failure(cell, width, "interval"))
@@ -617,6 +681,7 @@ class Auditor:
             primary_cells=len(primary),
             narrowest_width=narrowest,
             failures=failures,
+            shown_wide_together=int(together.sum()),
             linear_programs=solves - solves_before,
             atoms=self.atoms,
             seconds=round(time.perf_counter() - started, 3),
@@ -637,6 +702,8 @@ class Auditor:
         system.set_row_bounds(
             np.where(previous, 0.0, lower), np.where(previous, highspy.kHighsInf, upper)
         )
+        # Each check is (kind, cell, rows): it fails when the sum of `rows` cannot reach 1.
+        checks: list[tuple[str, int, list[int]]] = []
         failures = []
         for name, dim in self.cells.sensitive.items():
             table = self.current_tables[name]
@@ -649,25 +716,31 @@ class Auditor:
             for members in groups.values():
                 # A cell published non-zero certainly holds someone; a published 0 holds no one.
                 sure = {c for c in members if lower[c] >= 1}
-                if sure:
-                    occupied = True
-                else:
-                    occupied = math.ceil(system.bound(members, False) - EPSILON) >= 1
-                if not occupied:
-                    continue
+                candidates = []
                 for cell in members:
                     others = [c for c in members if c != cell]
                     # all: everyone in the group has this value
                     if not (sure - {cell}) and (cell in sure or cell in withheld):
-                        rest = math.floor(system.bound(others, True) + EPSILON) if others else 0
-                        if rest == 0:
-                            failures.append(self._failure(cell, 0, "all"))
+                        candidates.append(("all", cell, others))
                     # none: no one in the group has it (for a yes/no dimension that is "all"
                     # of the other value, reported once, above)
                     if cell not in sure and len(members) != 2:
-                        most = 0.0 if upper[cell] == 0 else system.bound([cell], True)
-                        if math.floor(most + EPSILON) == 0:
-                            failures.append(self._failure(cell, 0, "none"))
+                        candidates.append(("none", cell, [cell]))
+                if not candidates:
+                    continue
+                if not sure and math.ceil(system.bound(members, False) - EPSILON) < 1:
+                    continue  # the group may be empty: nothing to disclose about it
+                checks += candidates
+        # Most checks pass: shown together, the rest one LP each.
+        reachable = [rows for _, _, rows in checks if rows and upper[rows].max() > 0]
+        reached = system.reach(reachable, np.ones(len(reachable)))
+        passed = {id(rows) for rows, ok in zip(reachable, reached, strict=True) if ok}
+        for kind, cell, rows in checks:
+            if id(rows) in passed:
+                continue
+            most = 0.0 if not rows or upper[rows].max() == 0 else system.bound(rows, True)
+            if math.floor(most + EPSILON) == 0:
+                failures.append(self._failure(cell, 0, kind))
         return failures
 
 
