@@ -576,15 +576,17 @@ class Auditor:
 
     # -- bounds from what is published --------------------------------------------------
 
-    def _row_bounds(self, tables: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
-        """Row bounds for every cell, and which cells are withheld (for this audit)."""
+    def _row_bounds(
+        self, tables: dict[str, pl.DataFrame]
+    ) -> tuple[np.ndarray, np.ndarray, set[int], set[int]]:
+        """Row bounds for every cell; which cells are withheld, and which small cells (true
+        count 1 to min_published_count - 1) are published."""
         base = self.policy.rule.round_to
         floor = self.policy.min_published_count
         published_sets = [(CURRENT, self.current_tables, tables)]
         if self.previous is not None:
             published_sets.append((PREVIOUS, self.previous_tables, self.previous.tables))
-        lower_upper: dict[int, tuple[float, float]] = {}
-        withheld: set[int] = set()
+        rows: dict[int, tuple[bool, int | None, bool]] = {}  # cell -> withheld, count, open
         present_tables = set()
         for release, definitions, frames in published_sets:
             for name, table in definitions.items():
@@ -595,18 +597,10 @@ class Auditor:
                 names = table.dimension_names
                 keys = frame.select(pl.col(n).cast(pl.String) for n in names).rows()
                 ids = self.cells.ids(release, name, keys)
-                counts = frame[table.unit].to_list()
-                flags = frame["withheld"].to_list()
                 open_withheld = name in self.cells.sensitive
-                for cell, count, flag in zip(ids, counts, flags, strict=True):
-                    if flag:
-                        withheld.add(cell)
-                        lower_upper[cell] = (0.0 if open_withheld else 1.0, highspy.kHighsInf)
-                    elif count == 0:
-                        lower_upper[cell] = (0.0, 0.0)
-                    else:
-                        low = max(count - base // 2, floor, 0)
-                        lower_upper[cell] = (float(low), float(count + (base - 1) // 2))
+                flags = frame["withheld"].to_list()
+                for cell, count, flag in zip(ids, frame[table.unit].to_list(), flags, strict=True):
+                    rows[cell] = (bool(flag), count, open_withheld)
         n_cells = len(self.cells.meta)
         if n_cells > self.interval.n_rows:
             # Rows no unit reaches (a zero row of a sensitive table): the cell is 0.
@@ -616,14 +610,26 @@ class Auditor:
             self.true = np.concatenate([self.true, np.zeros(n_cells - self.true.size, np.int64)])
         lower = np.zeros(n_cells)
         upper = np.zeros(n_cells)
-        for cell, (_, table, _) in enumerate(self.cells.meta):
-            release = self.cells.meta[cell][0]
-            if cell in lower_upper:
-                lower[cell], upper[cell] = lower_upper[cell]
-            elif (release, table) not in present_tables:
-                upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
-            # else: absent from its table, so 0
-        return lower, upper, withheld
+        withheld: set[int] = set()
+        small: set[int] = set()
+        for cell, (release, table, _) in enumerate(self.cells.meta):
+            if cell not in rows:
+                if (release, table) not in present_tables:
+                    upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
+                continue  # absent from its table, so 0
+            flag, count, open_withheld = rows[cell]
+            if flag:
+                withheld.add(cell)
+                lower[cell], upper[cell] = (0.0 if open_withheld else 1.0), highspy.kHighsInf
+            elif count:
+                # The policy is public: a published count stands for at least `floor` units
+                # (unless this very cell breaks the policy, which fails the audit anyway).
+                is_small = 0 < self.true[cell] < floor
+                if is_small:
+                    small.add(cell)
+                lower[cell] = max(count - base // 2, 0 if is_small else floor, 0)
+                upper[cell] = count + (base - 1) // 2
+        return lower, upper, withheld, small
 
     def _check_consistent(self, lower: np.ndarray, upper: np.ndarray) -> None:
         """The true counts must satisfy every published constraint, or the audit and the
@@ -648,7 +654,7 @@ class Auditor:
         solved both ways (otherwise a cell whose maximum already clears the width is passed
         without its minimum)."""
         started = time.perf_counter()
-        lower, upper, withheld = self._row_bounds(tables)
+        lower, upper, withheld, small = self._row_bounds(tables)
         self._check_consistent(lower, upper)
         width_needed = _protection_width(self.policy)
         floor = self.policy.min_published_count
@@ -663,8 +669,12 @@ class Auditor:
         if not exact:
             targets = self.true[primary].astype(float) + width_needed
             together = self.interval.reach([[c] for c in primary], targets)
+        failures += [self._failure(cell, 0, "small") for cell in sorted(small)]
         for cell in (c for c, done in zip(primary, together, strict=True) if not done):
-            high = math.floor(self.interval.bound([cell], maximise=True) + EPSILON)
+            top = self.interval.bound([cell], maximise=True)
+            if math.isinf(top):
+                continue  # nothing published bounds it from above
+            high = math.floor(top + EPSILON)
             if not exact and high - self.true[cell] >= width_needed:
                 continue
             low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
@@ -685,6 +695,18 @@ class Auditor:
             linear_programs=solves - solves_before,
             atoms=self.atoms,
             seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def interval_of(
+        self, table: str, cell: dict[str, str], release: str = CURRENT
+    ) -> tuple[float, float]:
+        """The attacker's (min, max) for one cell, as the last `audit` left the constraints."""
+        definitions = self.current_tables if release == CURRENT else self.previous_tables
+        key = tuple(cell[n] for n in definitions[table].dimension_names)
+        row = self.cells.index[(release, table, key)]
+        return (
+            self.interval.bound([row], maximise=False),
+            self.interval.bound([row], maximise=True),
         )
 
     def _failure(self, cell: int, width: int, kind: str) -> Failure:
