@@ -409,6 +409,9 @@ class _System:
         self.highs.passModel(lp)
         self.all_cols = np.arange(self.n_cols, dtype=np.int32)
         self.warm = False
+        self.base_rows = self.n_rows
+        self.reach_highs: highspy.Highs | None = None
+        self.sum_index: dict[tuple[int, ...], int] = {}
         self.lower = np.zeros(self.n_rows)
         self.upper = np.full(self.n_rows, highspy.kHighsInf)
 
@@ -434,47 +437,90 @@ class _System:
         """Which of `sums` (each a sum of cells) can each reach its target, found together: one
         LP maximises sum(min(sum, target)) (an extra variable per sum, capped at its target);
         every sum at its target in that solution can reach it. Sums reached are dropped and the
-        rest tried again until a round reaches none. Returns a mask over `sums`."""
+        rest tried again until a round reaches none. Returns a mask over `sums`.
+
+        The LP is kept between audits (its extra variables capped at 0 when not asked for), so
+        a re-audit starts from the last basis rather than from nothing."""
         k = len(sums)
         reached = np.zeros(k, dtype=bool)
         if k == 0:
             return reached
-        pick_rows = np.concatenate([np.asarray(rows, dtype=np.int64) for rows in sums])
-        pick_cols = np.repeat(np.arange(k), [len(rows) for rows in sums])
-        chooser = sparse.csr_matrix(
-            (np.ones(pick_rows.size), (pick_cols, pick_rows)), shape=(k, self.n_rows)
+        model = self._reach_model()
+        keys = [tuple(sorted(rows)) for rows in sums]
+        self._add_sums([key for key in dict.fromkeys(keys) if key not in self.sum_index])
+        aux = np.array([self.n_cols + self.sum_index[key] for key in keys], dtype=np.int32)
+        caps = np.zeros(len(self.sum_index))
+        np.maximum.at(caps, aux - self.n_cols, targets)
+        all_aux = np.arange(self.n_cols, self.n_cols + caps.size, dtype=np.int32)
+        model.changeColsBounds(all_aux.size, all_aux, np.zeros(caps.size), caps)
+        rows = np.arange(self.base_rows, dtype=np.int32)
+        model.changeRowsBounds(
+            rows.size, rows, self.lower[: self.base_rows], self.upper[: self.base_rows]
         )
-        picked = (chooser @ self.rows).tocsr()
-        top = sparse.hstack([self.rows, sparse.csr_matrix((self.n_rows, k))])
-        link = sparse.hstack([picked, -sparse.identity(k, format="csr")])
-        matrix = sparse.vstack([top, link]).tocsc()
-        highs = _quiet_highs()
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = self.n_cols + k, self.n_rows + k
-        lp.col_cost_ = np.concatenate([np.zeros(self.n_cols), -np.ones(k)])
-        lp.col_lower_ = np.zeros(self.n_cols + k)
-        lp.col_upper_ = np.concatenate([np.full(self.n_cols, highspy.kHighsInf), targets])
-        lp.row_lower_ = np.concatenate([self.lower, np.zeros(k)])
-        lp.row_upper_ = np.concatenate([self.upper, np.full(k, highspy.kHighsInf)])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
-        lp.a_matrix_.value_ = matrix.data.astype(np.float64)
-        highs.passModel(lp)
+        picked = self._picked(sums)
         while True:
-            highs.run()
+            model.run()
             self.solves += 1
-            if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            model.setOptionValue("presolve", "off")
+            if model.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 return reached  # the per-cell LPs will say why
-            x = np.asarray(highs.getSolution().col_value)[: self.n_cols]
-            values = picked @ x
-            new = ~reached & (values >= targets - EPSILON)
+            x = np.asarray(model.getSolution().col_value)[: self.n_cols]
+            new = ~reached & (picked @ x >= targets - EPSILON)
             if not new.any():
                 return reached
             reached |= new
-            idx = (self.n_cols + np.flatnonzero(new)).astype(np.int32)
-            highs.changeColsBounds(idx.size, idx, np.zeros(idx.size), np.zeros(idx.size))
-            highs.setOptionValue("presolve", "off")
+            done = aux[new]
+            model.changeColsBounds(done.size, done, np.zeros(done.size), np.zeros(done.size))
+
+    def _picked(self, sums: list[list[int]]) -> sparse.csr_matrix:
+        """One row per sum: its atoms' coefficients."""
+        pick_rows = np.concatenate([np.asarray(rows, dtype=np.int64) for rows in sums])
+        pick_sums = np.repeat(np.arange(len(sums)), [len(rows) for rows in sums])
+        chooser = sparse.csr_matrix(
+            (np.ones(pick_rows.size), (pick_sums, pick_rows)), shape=(len(sums), self.n_rows)
+        )
+        return (chooser @ self.rows).tocsr()
+
+    def _reach_model(self) -> highspy.Highs:
+        if self.reach_highs is None:
+            matrix = self.rows[: self.base_rows].tocsc()
+            highs = _quiet_highs()
+            lp = highspy.HighsLp()
+            lp.num_col_, lp.num_row_ = self.n_cols, self.base_rows
+            lp.col_cost_ = np.zeros(self.n_cols)
+            lp.col_lower_ = np.zeros(self.n_cols)
+            lp.col_upper_ = np.full(self.n_cols, highspy.kHighsInf)
+            lp.row_lower_ = np.zeros(self.base_rows)
+            lp.row_upper_ = np.full(self.base_rows, highspy.kHighsInf)
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+            lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+            lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+            highs.passModel(lp)
+            self.reach_highs = highs
+        return self.reach_highs
+
+    def _add_sums(self, keys: list[tuple[int, ...]]) -> None:
+        """A capped variable t <= sum per new sum: a column (cost -1) and a row sum - t >= 0."""
+        if not keys:
+            return
+        model, k = self.reach_highs, len(keys)
+        first = self.n_cols + len(self.sum_index)
+        model.addCols(
+            k, -np.ones(k), np.zeros(k), np.zeros(k), 0,
+            np.zeros(k, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0),
+        )  # fmt: skip
+        picked = self._picked([list(key) for key in keys])
+        link = sparse.hstack(
+            [picked, sparse.csr_matrix((k, first - self.n_cols)), -sparse.identity(k)]
+        ).tocsr()
+        model.addRows(
+            k, np.zeros(k), np.full(k, highspy.kHighsInf), link.nnz,
+            link.indptr[:-1].astype(np.int32), link.indices.astype(np.int32),
+            link.data.astype(np.float64),
+        )  # fmt: skip
+        for key in keys:
+            self.sum_index[key] = len(self.sum_index)
 
     def bound(self, rows: list[int], maximise: bool, weights: list[float] | None = None) -> float:
         """min or max of the sum of `rows` (optionally weighted) over the feasible counts."""
