@@ -32,6 +32,7 @@ alone in a withheld cell) is found.
 
 What fails
 ----------
+- small: a cell whose true count is 1 to `min_published_count - 1` is published.
 - interval: a withheld cell whose true count is 1 to `min_published_count - 1` (a primary cell,
   in this release or the previous one) for which the attacker's interval [min, max] (LP bounds,
   rounded inwards to whole numbers as an attacker counting people would) is narrower than the
@@ -48,9 +49,15 @@ What fails
 The LPs are the relaxation of the integer problem: an attacker solving the integer problem may
 find narrower intervals than this audit (as with tau-Argus's audit, which is also an LP).
 
+Most withheld cells are far from narrow, so they are shown wide enough together: one LP
+maximises the sum over the cells of min(cell, true count + width), and every cell reaching its
+cap can reach it alone (its minimum is at most its true count, so its interval is wide enough);
+the cells that do not are bounded one LP each, maximum then minimum. The attribute checks are
+batched the same way (a sum that can reach 1 is not pinned to 0).
+
 Repeated audits (protect -> audit -> withhold more -> audit) reuse one `Auditor`: the atoms, the
-matrix and the HiGHS models are built once, and each audit only changes the row bounds and then
-the objective, re-solving warm from the previous basis.
+matrix and the HiGHS models are built once, and each audit only changes the row bounds and the
+objective or the caps, re-solving warm from the previous basis.
 """
 
 from __future__ import annotations
