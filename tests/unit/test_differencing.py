@@ -422,3 +422,31 @@ def test_tables_that_disagree_with_the_population_are_refused():
         {households.name: per_household}, EXACT,
     )  # fmt: skip
     assert result.passed and result.cells_audited == 2
+
+
+def test_a_table_only_the_previous_release_published_still_constrains():
+    # This release replaces the ward table by ward x age band; the last one's ward table and
+    # W1's 40 men still pin the newcomer, whom this release alone hides (W1 = 41, two withheld).
+    only_age = table("cohort_ward_age", "ward", "age_band")
+    earlier = EARLIER.with_columns(age_band=pl.lit("20-39"))
+    later = LATER.with_columns(age_band=pl.lit("20-39"))
+    previous = PreviousRelease(
+        earlier,
+        {BY_SEX.name: publish(earlier, BY_SEX), BY_WARD.name: publish(earlier, BY_WARD)},
+        cohorts=TWO,
+    )
+    cohorts = CohortDefinitions(tables=(BY_SEX, only_age))
+    current = {
+        BY_SEX.name: publish(later, BY_SEX, {("W1", "F"), ("W1", "M")}),
+        only_age.name: publish(later, only_age),
+    }
+    assert audit_release(later, cohorts, {}, current, EXACT).failures == []
+    result = audit_release(later, cohorts, {}, current, EXACT, previous)
+    assert failed_cells(result) == {("cohort_ward_sex", ("W1", "F"), "interval")}
+
+
+def test_a_table_without_a_definition_is_refused():
+    cohorts = CohortDefinitions(tables=(BY_SEX,))
+    tables = {BY_SEX.name: publish(WARDS, BY_SEX), "cohort_unknown": publish(WARDS, BY_AGE)}
+    with pytest.raises(DisclosureError, match="no cohort definition"):
+        audit_release(WARDS, cohorts, {}, tables, EXACT)

@@ -310,6 +310,13 @@ def _membership(
     recount: _Recount, tables: list[Any], unit: str, release: str, cells: _Cells, vary: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Units -> atom, and atom -> (cell row, multiplicity) with each atom's count `n`."""
+    if not tables:  # this release publishes nothing about these units
+        return (
+            pl.DataFrame(schema={"unit_key": pl.String, "atom": pl.Int64}),
+            pl.DataFrame(
+                schema={"atom": pl.Int64, "cell": pl.Int64, "mult": pl.Int64, "n": pl.Int64}
+            ),
+        )
     columns: list[str] = []
     varied: list[str] = []
     for table in tables:
@@ -583,6 +590,9 @@ class Auditor:
         self.policy = policy
         self.previous = previous
         names = table_names or {t.name for t in cohorts.tables}
+        _all_defined(names, cohorts, "this release")
+        if previous is not None:
+            _all_defined(set(previous.tables), previous.cohorts or cohorts, "the previous release")
         self.cells = _Cells()
         self.current_tables = {t.name: t for t in cohorts.tables if t.name in names}
         prev_cohorts = (previous.cohorts or cohorts) if previous else None
@@ -707,6 +717,12 @@ class Auditor:
         solved both ways (otherwise a cell whose maximum already clears the width is passed
         without its minimum)."""
         started = time.perf_counter()
+        unknown = sorted(set(tables) - set(self.current_tables))
+        if unknown:
+            raise DisclosureError(
+                f"audit: {len(unknown)} table(s) were not given when the audit was built "
+                f"({', '.join(unknown)})"
+            )
         lower, upper, withheld, small = self._row_bounds(tables)
         self._check_consistent(lower, upper)
         width_needed = _protection_width(self.policy)
@@ -817,6 +833,15 @@ class Auditor:
             if math.floor(most + EPSILON) == 0:
                 failures.append(self._failure(cell, 0, kind))
         return failures
+
+
+def _all_defined(names: set[str], cohorts: Any, release: str) -> None:
+    unknown = sorted(names - {t.name for t in cohorts.tables})
+    if unknown:
+        raise DisclosureError(
+            f"audit: {len(unknown)} table(s) of {release} have no cohort definition "
+            f"({', '.join(unknown)}); the audit cannot recount them"
+        )
 
 
 def _add_true_counts(true_counts: dict[int, int], member: pl.DataFrame) -> None:
