@@ -61,7 +61,7 @@ def release(counts: list[int], extra: list[bool], policy: DisclosurePolicy):
     return population, tables
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     counts=st.lists(
         st.sampled_from([0, 1, 2, 3, 5, 8, 9, 10, 12, 15, 25]), min_size=12, max_size=12
