@@ -73,7 +73,12 @@ def publish(
         if dim.expand == "each":
             frame = frame.explode(dim.name)
     counts = (
-        frame.with_columns(pl.col(n).cast(pl.String) for n in names)
+        frame.with_columns(
+            pl.col(n).replace_strict({True: "yes", False: "no"}, return_dtype=pl.String)
+            if frame.schema[n] == pl.Boolean
+            else pl.col(n).cast(pl.String)
+            for n in names
+        )
         .group_by(names)
         .agg(pl.len().cast(pl.Int64).alias("people"))
     )
@@ -311,10 +316,10 @@ def zero_filled(population, withheld=frozenset()):
     """The arrears table with every value of the sensitive dimension in every ward."""
     counted = publish(population, ARREARS, withheld)
     zero = pl.DataFrame(
-        {"ward": ["W1"], "in_rent_arrears": ["false"], "people": [0], "withheld": [False]},
+        {"ward": ["W1"], "in_rent_arrears": ["no"], "people": [0], "withheld": [False]},
         schema=counted.schema,
     )
-    if ("W1", "false") in withheld:
+    if ("W1", "no") in withheld:
         zero = zero.with_columns(people=pl.lit(None, pl.Int64), withheld=pl.lit(True))
     return pl.concat([counted, zero])
 
@@ -322,18 +327,18 @@ def zero_filled(population, withheld=frozenset()):
 def test_a_group_where_everyone_shares_the_sensitive_value_fails():
     cohorts = CohortDefinitions(tables=(ARREARS,))
     result = audit_release(TENANTS, cohorts, {}, {ARREARS.name: zero_filled(TENANTS)}, EXACT)
-    assert failed_cells(result) == {("cohort_arrears", ("W1", "true"), "all")}
+    assert failed_cells(result) == {("cohort_arrears", ("W1", "yes"), "all")}
 
     # Withholding the zero leaves W1's non-arrears count open: the audit does not assume the
     # attacker knows that nobody in W1 is out of arrears.
-    hidden = {ARREARS.name: zero_filled(TENANTS, {("W1", "false")})}
+    hidden = {ARREARS.name: zero_filled(TENANTS, {("W1", "no")})}
     assert audit_release(TENANTS, cohorts, {}, hidden, EXACT).failures == []
 
     # ... unless another table gives the ward's total.
     with_totals = CohortDefinitions(tables=(ARREARS, BY_WARD))
     hidden[BY_WARD.name] = publish(TENANTS, BY_WARD)
     result = audit_release(TENANTS, with_totals, {}, hidden, EXACT)
-    assert failed_cells(result) == {("cohort_arrears", ("W1", "true"), "all")}
+    assert failed_cells(result) == {("cohort_arrears", ("W1", "yes"), "all")}
 
 
 def test_none_of_a_group_having_a_value_fails_for_a_many_valued_dimension():

@@ -262,6 +262,9 @@ class _Recount:
                 values.append(_bands_sql(column, dim.bands))
             elif isinstance(self.schema.get(dim.source), pl.List):
                 values.append(f"array_to_string({column}, '+')")
+            elif self.schema.get(dim.source) == pl.Boolean:
+                # cohorts.yaml: yes/no columns publish as "yes" and "no".
+                values.append(f"CASE WHEN {column} THEN 'yes' WHEN NOT {column} THEN 'no' END")
             else:
                 values.append(f"CAST({column} AS VARCHAR)")
         conditions = []
