@@ -32,6 +32,7 @@ alone in a withheld cell) is found.
 
 What fails
 ----------
+- small: a cell whose true count is 1 to `min_published_count - 1` is published.
 - interval: a withheld cell whose true count is 1 to `min_published_count - 1` (a primary cell,
   in this release or the previous one) for which the attacker's interval [min, max] (LP bounds,
   rounded inwards to whole numbers as an attacker counting people would) is narrower than the
@@ -48,9 +49,15 @@ What fails
 The LPs are the relaxation of the integer problem: an attacker solving the integer problem may
 find narrower intervals than this audit (as with tau-Argus's audit, which is also an LP).
 
+Most withheld cells are far from narrow, so they are shown wide enough together: one LP
+maximises the sum over the cells of min(cell, true count + width), and every cell reaching its
+cap can reach it alone (its minimum is at most its true count, so its interval is wide enough);
+the cells that do not are bounded one LP each, maximum then minimum. The attribute checks are
+batched the same way (a sum that can reach 1 is not pinned to 0).
+
 Repeated audits (protect -> audit -> withhold more -> audit) reuse one `Auditor`: the atoms, the
-matrix and the HiGHS models are built once, and each audit only changes the row bounds and then
-the objective, re-solving warm from the previous basis.
+matrix and the HiGHS models are built once, and each audit only changes the row bounds and the
+objective or the caps, re-solving warm from the previous basis.
 """
 
 from __future__ import annotations
@@ -99,8 +106,10 @@ class AuditResult:
     cells_audited: int
     cells_withheld: int
     primary_cells: int
-    narrowest_width: int | None  # the narrowest interval found for a primary cell
+    # The narrowest interval solved exactly; cells shown wide enough together are not solved.
+    narrowest_width: int | None
     failures: list[Failure] = field(default_factory=list)
+    shown_wide_together: int = 0
     linear_programs: int = 0
     atoms: int = 0
     seconds: float = 0.0
@@ -304,6 +313,13 @@ def _membership(
     recount: _Recount, tables: list[Any], unit: str, release: str, cells: _Cells, vary: bool
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Units -> atom, and atom -> (cell row, multiplicity) with each atom's count `n`."""
+    if not tables:  # this release publishes nothing about these units
+        return (
+            pl.DataFrame(schema={"unit_key": pl.String, "atom": pl.Int64}),
+            pl.DataFrame(
+                schema={"atom": pl.Int64, "cell": pl.Int64, "mult": pl.Int64, "n": pl.Int64}
+            ),
+        )
     columns: list[str] = []
     varied: list[str] = []
     for table in tables:
@@ -409,6 +425,12 @@ class _System:
         lp.a_matrix_.value_ = matrix.data.astype(np.float64)
         self.highs.passModel(lp)
         self.all_cols = np.arange(self.n_cols, dtype=np.int32)
+        self.warm = False
+        self.base_rows = self.n_rows
+        self.reach_highs: highspy.Highs | None = None
+        self.sum_index: dict[tuple[int, ...], int] = {}
+        self.lower = np.zeros(self.n_rows)
+        self.upper = np.full(self.n_rows, highspy.kHighsInf)
 
     def add_empty_rows(self, count: int) -> None:
         self.highs.addRows(
@@ -426,6 +448,96 @@ class _System:
     def set_row_bounds(self, lower: np.ndarray, upper: np.ndarray) -> None:
         idx = np.arange(self.n_rows, dtype=np.int32)
         self.highs.changeRowsBounds(self.n_rows, idx, lower, upper)
+        self.lower, self.upper = lower, upper
+
+    def reach(self, sums: list[list[int]], targets: np.ndarray) -> np.ndarray:
+        """Which of `sums` (each a sum of cells) can each reach its target, found together: one
+        LP maximises sum(min(sum, target)) (an extra variable per sum, capped at its target);
+        every sum at its target in that solution can reach it. Sums reached are dropped and the
+        rest tried again until a round reaches none. Returns a mask over `sums`.
+
+        The LP is kept between audits (its extra variables capped at 0 when not asked for), so
+        a re-audit starts from the last basis rather than from nothing."""
+        k = len(sums)
+        reached = np.zeros(k, dtype=bool)
+        if k == 0:
+            return reached
+        model = self._reach_model()
+        keys = [tuple(sorted(rows)) for rows in sums]
+        self._add_sums([key for key in dict.fromkeys(keys) if key not in self.sum_index])
+        aux = np.array([self.n_cols + self.sum_index[key] for key in keys], dtype=np.int32)
+        caps = np.zeros(len(self.sum_index))
+        np.maximum.at(caps, aux - self.n_cols, targets)
+        all_aux = np.arange(self.n_cols, self.n_cols + caps.size, dtype=np.int32)
+        model.changeColsBounds(all_aux.size, all_aux, np.zeros(caps.size), caps)
+        rows = np.arange(self.base_rows, dtype=np.int32)
+        model.changeRowsBounds(
+            rows.size, rows, self.lower[: self.base_rows], self.upper[: self.base_rows]
+        )
+        picked = self._picked(sums)
+        while True:
+            model.run()
+            self.solves += 1
+            model.setOptionValue("presolve", "off")
+            if model.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                return reached  # the per-cell LPs will say why
+            x = np.asarray(model.getSolution().col_value)[: self.n_cols]
+            new = ~reached & (picked @ x >= targets - EPSILON)
+            if not new.any():
+                return reached
+            reached |= new
+            done = aux[new]
+            model.changeColsBounds(done.size, done, np.zeros(done.size), np.zeros(done.size))
+
+    def _picked(self, sums: list[list[int]]) -> sparse.csr_matrix:
+        """One row per sum: its atoms' coefficients."""
+        pick_rows = np.concatenate([np.asarray(rows, dtype=np.int64) for rows in sums])
+        pick_sums = np.repeat(np.arange(len(sums)), [len(rows) for rows in sums])
+        chooser = sparse.csr_matrix(
+            (np.ones(pick_rows.size), (pick_sums, pick_rows)), shape=(len(sums), self.n_rows)
+        )
+        return (chooser @ self.rows).tocsr()
+
+    def _reach_model(self) -> highspy.Highs:
+        if self.reach_highs is None:
+            matrix = self.rows[: self.base_rows].tocsc()
+            highs = _quiet_highs()
+            lp = highspy.HighsLp()
+            lp.num_col_, lp.num_row_ = self.n_cols, self.base_rows
+            lp.col_cost_ = np.zeros(self.n_cols)
+            lp.col_lower_ = np.zeros(self.n_cols)
+            lp.col_upper_ = np.full(self.n_cols, highspy.kHighsInf)
+            lp.row_lower_ = np.zeros(self.base_rows)
+            lp.row_upper_ = np.full(self.base_rows, highspy.kHighsInf)
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+            lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+            lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+            highs.passModel(lp)
+            self.reach_highs = highs
+        return self.reach_highs
+
+    def _add_sums(self, keys: list[tuple[int, ...]]) -> None:
+        """A capped variable t <= sum per new sum: a column (cost -1) and a row sum - t >= 0."""
+        if not keys:
+            return
+        model, k = self.reach_highs, len(keys)
+        first = self.n_cols + len(self.sum_index)
+        model.addCols(
+            k, -np.ones(k), np.zeros(k), np.zeros(k), 0,
+            np.zeros(k, dtype=np.int32), np.zeros(0, dtype=np.int32), np.zeros(0),
+        )  # fmt: skip
+        picked = self._picked([list(key) for key in keys])
+        link = sparse.hstack(
+            [picked, sparse.csr_matrix((k, first - self.n_cols)), -sparse.identity(k)]
+        ).tocsr()
+        model.addRows(
+            k, np.zeros(k), np.full(k, highspy.kHighsInf), link.nnz,
+            link.indptr[:-1].astype(np.int32), link.indices.astype(np.int32),
+            link.data.astype(np.float64),
+        )  # fmt: skip
+        for key in keys:
+            self.sum_index[key] = len(self.sum_index)
 
     def bound(self, rows: list[int], maximise: bool, weights: list[float] | None = None) -> float:
         """min or max of the sum of `rows` (optionally weighted) over the feasible counts."""
@@ -435,6 +547,13 @@ class _System:
             cost = -cost
         self.highs.changeColsCost(self.n_cols, self.all_cols, cost)
         self.highs.run()
+        if not self.warm:
+            self.warm = True
+            # Only the objective changes between solves: the last optimal basis stays feasible,
+            # so primal simplex from it, with no presolve (which would discard it), takes a few
+            # dozen iterations where a cold solve takes thousands.
+            self.highs.setOptionValue("presolve", "off")
+            self.highs.setOptionValue("simplex_strategy", 4)
         self.solves += 1
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kUnbounded:
@@ -474,6 +593,9 @@ class Auditor:
         self.policy = policy
         self.previous = previous
         names = table_names or {t.name for t in cohorts.tables}
+        _all_defined(names, cohorts, "this release")
+        if previous is not None:
+            _all_defined(set(previous.tables), previous.cohorts or cohorts, "the previous release")
         self.cells = _Cells()
         self.current_tables = {t.name: t for t in cohorts.tables if t.name in names}
         prev_cohorts = (previous.cohorts or cohorts) if previous else None
@@ -520,15 +642,17 @@ class Auditor:
 
     # -- bounds from what is published --------------------------------------------------
 
-    def _row_bounds(self, tables: dict[str, pl.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
-        """Row bounds for every cell, and which cells are withheld (for this audit)."""
+    def _row_bounds(
+        self, tables: dict[str, pl.DataFrame]
+    ) -> tuple[np.ndarray, np.ndarray, set[int], set[int]]:
+        """Row bounds for every cell; which cells are withheld, and which small cells (true
+        count 1 to min_published_count - 1) are published."""
         base = self.policy.rule.round_to
         floor = self.policy.min_published_count
         published_sets = [(CURRENT, self.current_tables, tables)]
         if self.previous is not None:
             published_sets.append((PREVIOUS, self.previous_tables, self.previous.tables))
-        lower_upper: dict[int, tuple[float, float]] = {}
-        withheld: set[int] = set()
+        rows: dict[int, tuple[bool, int | None, bool]] = {}  # cell -> withheld, count, open
         present_tables = set()
         for release, definitions, frames in published_sets:
             for name, table in definitions.items():
@@ -539,18 +663,10 @@ class Auditor:
                 names = table.dimension_names
                 keys = frame.select(pl.col(n).cast(pl.String) for n in names).rows()
                 ids = self.cells.ids(release, name, keys)
-                counts = frame[table.unit].to_list()
-                flags = frame["withheld"].to_list()
                 open_withheld = name in self.cells.sensitive
-                for cell, count, flag in zip(ids, counts, flags, strict=True):
-                    if flag:
-                        withheld.add(cell)
-                        lower_upper[cell] = (0.0 if open_withheld else 1.0, highspy.kHighsInf)
-                    elif count == 0:
-                        lower_upper[cell] = (0.0, 0.0)
-                    else:
-                        low = max(count - base // 2, floor, 0)
-                        lower_upper[cell] = (float(low), float(count + (base - 1) // 2))
+                flags = frame["withheld"].to_list()
+                for cell, count, flag in zip(ids, frame[table.unit].to_list(), flags, strict=True):
+                    rows[cell] = (bool(flag), count, open_withheld)
         n_cells = len(self.cells.meta)
         if n_cells > self.interval.n_rows:
             # Rows no unit reaches (a zero row of a sensitive table): the cell is 0.
@@ -560,14 +676,26 @@ class Auditor:
             self.true = np.concatenate([self.true, np.zeros(n_cells - self.true.size, np.int64)])
         lower = np.zeros(n_cells)
         upper = np.zeros(n_cells)
-        for cell, (_, table, _) in enumerate(self.cells.meta):
-            release = self.cells.meta[cell][0]
-            if cell in lower_upper:
-                lower[cell], upper[cell] = lower_upper[cell]
-            elif (release, table) not in present_tables:
-                upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
-            # else: absent from its table, so 0
-        return lower, upper, withheld
+        withheld: set[int] = set()
+        small: set[int] = set()
+        for cell, (release, table, _) in enumerate(self.cells.meta):
+            if cell not in rows:
+                if (release, table) not in present_tables:
+                    upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
+                continue  # absent from its table, so 0
+            flag, count, open_withheld = rows[cell]
+            if flag:
+                withheld.add(cell)
+                lower[cell], upper[cell] = (0.0 if open_withheld else 1.0), highspy.kHighsInf
+            elif count:
+                # The policy is public: a published count stands for at least `floor` units
+                # (unless this very cell breaks the policy, which fails the audit anyway).
+                is_small = 0 < self.true[cell] < floor
+                if is_small:
+                    small.add(cell)
+                lower[cell] = max(count - base // 2, 0 if is_small else floor, 0)
+                upper[cell] = count + (base - 1) // 2
+        return lower, upper, withheld, small
 
     def _check_consistent(self, lower: np.ndarray, upper: np.ndarray) -> None:
         """The true counts must satisfy every published constraint, or the audit and the
@@ -592,7 +720,13 @@ class Auditor:
         solved both ways (otherwise a cell whose maximum already clears the width is passed
         without its minimum)."""
         started = time.perf_counter()
-        lower, upper, withheld = self._row_bounds(tables)
+        unknown = sorted(set(tables) - set(self.current_tables))
+        if unknown:
+            raise DisclosureError(
+                f"audit: {len(unknown)} table(s) were not given when the audit was built "
+                f"({', '.join(unknown)})"
+            )
+        lower, upper, withheld, small = self._row_bounds(tables)
         self._check_consistent(lower, upper)
         width_needed = _protection_width(self.policy)
         floor = self.policy.min_published_count
@@ -601,13 +735,22 @@ class Auditor:
         failures: list[Failure] = []
         narrowest: int | None = None
         primary = [c for c in sorted(withheld) if 0 < self.true[c] < floor]
-        for cell in primary:
-            high = math.floor(self.interval.bound([cell], maximise=True) + EPSILON)
+        # A cell that can reach its true count + the width is wide enough (its minimum is at
+        # most its true count): most cells are shown so together, the rest one LP at a time.
+        together = np.zeros(len(primary), dtype=bool)
+        if not exact:
+            targets = self.true[primary].astype(float) + width_needed
+            together = self.interval.reach([[c] for c in primary], targets)
+        failures += [self._failure(cell, 0, "small") for cell in sorted(small)]
+        for cell in (c for c, done in zip(primary, together, strict=True) if not done):
+            top = self.interval.bound([cell], maximise=True)
+            if math.isinf(top):
+                continue  # nothing published bounds it from above
+            high = math.floor(top + EPSILON)
             if not exact and high - self.true[cell] >= width_needed:
-                width = high - int(self.true[cell])  # at least this wide (min <= true)
-            else:
-                low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
-                width = high - low
+                continue
+            low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
+            width = high - low
             narrowest = width if narrowest is None else min(narrowest, width)
             if width < width_needed:
                 failures.append(self._failure(cell, width, "interval"))
@@ -620,9 +763,22 @@ class Auditor:
             primary_cells=len(primary),
             narrowest_width=narrowest,
             failures=failures,
+            shown_wide_together=int(together.sum()),
             linear_programs=solves - solves_before,
             atoms=self.atoms,
             seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def interval_of(
+        self, table: str, cell: dict[str, str], release: str = CURRENT
+    ) -> tuple[float, float]:
+        """The attacker's (min, max) for one cell, as the last `audit` left the constraints."""
+        definitions = self.current_tables if release == CURRENT else self.previous_tables
+        key = tuple(cell[n] for n in definitions[table].dimension_names)
+        row = self.cells.index[(release, table, key)]
+        return (
+            self.interval.bound([row], maximise=False),
+            self.interval.bound([row], maximise=True),
         )
 
     def _failure(self, cell: int, width: int, kind: str) -> Failure:
@@ -640,6 +796,8 @@ class Auditor:
         system.set_row_bounds(
             np.where(previous, 0.0, lower), np.where(previous, highspy.kHighsInf, upper)
         )
+        # Each check is (kind, cell, rows): it fails when the sum of `rows` cannot reach 1.
+        checks: list[tuple[str, int, list[int]]] = []
         failures = []
         for name, dim in self.cells.sensitive.items():
             table = self.current_tables[name]
@@ -652,26 +810,41 @@ class Auditor:
             for members in groups.values():
                 # A cell published non-zero certainly holds someone; a published 0 holds no one.
                 sure = {c for c in members if lower[c] >= 1}
-                if sure:
-                    occupied = True
-                else:
-                    occupied = math.ceil(system.bound(members, False) - EPSILON) >= 1
-                if not occupied:
-                    continue
+                candidates = []
                 for cell in members:
                     others = [c for c in members if c != cell]
                     # all: everyone in the group has this value
                     if not (sure - {cell}) and (cell in sure or cell in withheld):
-                        rest = math.floor(system.bound(others, True) + EPSILON) if others else 0
-                        if rest == 0:
-                            failures.append(self._failure(cell, 0, "all"))
+                        candidates.append(("all", cell, others))
                     # none: no one in the group has it (for a yes/no dimension that is "all"
                     # of the other value, reported once, above)
                     if cell not in sure and len(members) != 2:
-                        most = 0.0 if upper[cell] == 0 else system.bound([cell], True)
-                        if math.floor(most + EPSILON) == 0:
-                            failures.append(self._failure(cell, 0, "none"))
+                        candidates.append(("none", cell, [cell]))
+                if not candidates:
+                    continue
+                if not sure and math.ceil(system.bound(members, False) - EPSILON) < 1:
+                    continue  # the group may be empty: nothing to disclose about it
+                checks += candidates
+        # Most checks pass: shown together, the rest one LP each.
+        reachable = [rows for _, _, rows in checks if rows and upper[rows].max() > 0]
+        reached = system.reach(reachable, np.ones(len(reachable)))
+        passed = {id(rows) for rows, ok in zip(reachable, reached, strict=True) if ok}
+        for kind, cell, rows in checks:
+            if id(rows) in passed:
+                continue
+            most = 0.0 if not rows or upper[rows].max() == 0 else system.bound(rows, True)
+            if math.floor(most + EPSILON) == 0:
+                failures.append(self._failure(cell, 0, kind))
         return failures
+
+
+def _all_defined(names: set[str], cohorts: Any, release: str) -> None:
+    unknown = sorted(names - {t.name for t in cohorts.tables})
+    if unknown:
+        raise DisclosureError(
+            f"audit: {len(unknown)} table(s) of {release} have no cohort definition "
+            f"({', '.join(unknown)}); the audit cannot recount them"
+        )
 
 
 def _add_true_counts(true_counts: dict[int, int], member: pl.DataFrame) -> None:
