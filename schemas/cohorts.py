@@ -33,6 +33,9 @@ class Dimension(BaseModel):
     # Band labels for a whole-number column: "3" holds exactly 3, "3+" holds 3 and more.
     bands: tuple[str, ...] | None = None
     expand: Literal["each", "pair"] | None = None
+    # Publish only these values of the dimension (for example two departments of a list):
+    # the table counts nothing else.
+    only: tuple[str, ...] | None = None
     # A sensitive dimension (an indicator, a care status): within every group of the other
     # dimensions, all or none of the units sharing one value is attribute disclosure.
     sensitive: bool = False

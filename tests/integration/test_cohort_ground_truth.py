@@ -130,7 +130,8 @@ def _truth_cells(people: pl.DataFrame, table: str) -> pl.DataFrame:
     elif table == "cohort_people_by_department_ethnic_group":
         groups = {"A": "Asian", "B": "Black", "M": "Mixed", "W": "White", "O": "Other"}
         stated = pl.col("ethnicity").str.slice(0, 1).replace_strict(groups, default="Not stated")
-        frame = each_dept.select("department", stated.alias("ethnic_group"))
+        social_care = pl.col("department").is_in(["adult_social_care", "childrens_services"])
+        frame = each_dept.filter(social_care).select("department", stated.alias("ethnic_group"))
     else:
         raise AssertionError(f"no ground truth written for {table}")
     dims = [c for c in frame.columns if c != wards] + ([wards] if wards in frame.columns else [])

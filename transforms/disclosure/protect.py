@@ -6,9 +6,10 @@ cell safe in its own table may be recovered from the others. Each table is first
 its own (`tabulate.protect_table`); then the release goes to an audit (passed in, so the
 judgement is made by code independent of this module: `transforms/release/differencing.py`),
 which names every withheld cell it can narrow too far from everything published, in this
-release and the last. For each, we also withhold the smallest published cell of its table that
-differs from it in one dimension, redo the table's own protection, and ask again, until the
-audit finds nothing (or give up and stop the release: never publish what the audit rejects).
+release and the last. For each, we also withhold, along each dimension, the smallest published
+cell of its table that differs from it there; a cell still exposed in the next round has its
+margins in the other tables withheld too (its ward's total, say). We ask again until the audit
+finds nothing, or give up and stop the release: never publish what the audit rejects.
 """
 
 from __future__ import annotations
@@ -57,22 +58,57 @@ class ProtectedRelease:
 
 def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str | None]) -> pl.DataFrame:
     """Withhold the named cell if it is published (a cell the previous release gives away, or
-    one pinned to all or none); otherwise the smallest published cell that differs from it in
-    exactly one dimension (so it shares every total but one with it); failing that, the
-    table's smallest published cell."""
+    one pinned to all or none). Otherwise, along each dimension, withhold the smallest published
+    cell that differs from it in that dimension only (so each total it sits in gains a second
+    unknown); failing all of those, the table's smallest published cell."""
     names = table.dimension_names
-    differs = sum(pl.col(n).ne_missing(pl.lit(cell.get(n))).cast(pl.Int8) for n in names)
     published = ~pl.col(WITHHELD)
-    for candidates in (
-        cells.filter(published & (differs == 0)),
-        cells.filter(published & (differs == 1)),
-        cells.filter(published),
-    ):
+
+    def differs(name: str) -> pl.Expr:
+        return pl.col(name).ne_missing(pl.lit(cell.get(name)))
+
+    same = ~pl.any_horizontal(differs(n) for n in names)
+    if cells.filter(published & same).height:
+        return cells.with_columns(pl.col(WITHHELD) | same)
+    targets = []
+    for name in names:
+        along = published & differs(name) & ~pl.any_horizontal(
+            [differs(n) for n in names if n != name] or [pl.lit(False)]
+        )
+        candidates = cells.filter(along)
         if candidates.height:
-            target = candidates.sort([TRUE, *names]).row(0, named=True)
-            hit = pl.all_horizontal(pl.col(n).eq_missing(pl.lit(target[n])) for n in names)
-            return cells.with_columns(pl.col(WITHHELD) | hit)
-    return cells
+            targets.append(candidates.sort([TRUE, *names]).row(0, named=True))
+    if not targets:
+        candidates = cells.filter(published)
+        if candidates.height == 0:
+            return cells
+        targets.append(candidates.sort([TRUE, *names]).row(0, named=True))
+    hit = pl.any_horizontal(
+        pl.all_horizontal(pl.col(n).eq_missing(pl.lit(t[n])) for n in names) for t in targets
+    )
+    return cells.with_columns(pl.col(WITHHELD) | hit)
+
+
+def _widen_margins(
+    cells: dict[str, pl.DataFrame], by_name: dict[str, CohortTable], exposure: Exposure
+) -> None:
+    """For a cell still exposed after its own table was widened: in every other table sharing
+    a dimension with it, withhold the smallest published cell that agrees with it on the shared
+    dimensions (the margin that gives it away, such as its ward's total)."""
+    for name, table in by_name.items():
+        if name == exposure.table:
+            continue
+        shared = [n for n in table.dimension_names if n in exposure.cell]
+        if not shared:
+            continue
+        agrees = pl.all_horizontal(pl.col(n).eq_missing(pl.lit(exposure.cell[n])) for n in shared)
+        candidates = cells[name].filter(~pl.col(WITHHELD) & agrees)
+        if candidates.height:
+            target = candidates.sort([TRUE, *table.dimension_names]).row(0, named=True)
+            hit = pl.all_horizontal(
+                pl.col(n).eq_missing(pl.lit(target[n])) for n in table.dimension_names
+            )
+            cells[name] = cells[name].with_columns(pl.col(WITHHELD) | hit)
 
 
 def protect_release(
@@ -89,6 +125,7 @@ def protect_release(
     }
     own = {name: int(frame[WITHHELD].sum()) for name, frame in cells.items()}
     rounds = 0
+    seen: dict[tuple, int] = {}
     while audit is not None:
         staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
         exposures = audit(staged)
@@ -105,8 +142,13 @@ def protect_release(
             # A cell of the previous release is protected by withholding around the same cell
             # of this one: that is where the new numbers give it away.
             table = by_name.get(exposure.table)
-            if table is not None:
-                cells[table.name] = _widen(cells[table.name], table, exposure.cell)
+            if table is None:
+                continue
+            key = (table.name, tuple(sorted(exposure.cell.items(), key=str)))
+            seen[key] = seen.get(key, 0) + 1
+            cells[table.name] = _widen(cells[table.name], table, exposure.cell)
+            if seen[key] > 1:  # its own table was not enough: the margins give it away
+                _widen_margins(cells, by_name, exposure)
     staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
     extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
     return ProtectedRelease(

@@ -127,7 +127,11 @@ def units(
         frame = frame.explode(first.name, empty_as_null=False, keep_nulls=False)
         frame = frame.explode(second.name, empty_as_null=False, keep_nulls=False)
         frame = frame.filter(pl.col(first.name) <= pl.col(second.name))
-    return frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+    frame = frame.select(_as_text(name, dtype) for name, dtype in frame.schema.items())
+    for d in table.dimensions:
+        if d.only:
+            frame = frame.filter(pl.col(d.name).is_in(d.only))
+    return frame
 
 
 def true_cells(

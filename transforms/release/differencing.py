@@ -272,6 +272,10 @@ class _Recount:
             conditions.append(f"({table.where})")
         if pair_done:
             conditions.append("p0._v <= p1._v")
+        for dim, value in zip(table.dimensions, values, strict=True):
+            if getattr(dim, "only", None):
+                allowed = ", ".join("'" + v.replace("'", "''") + "'" for v in dim.only)
+                conditions.append(f"{value} IN ({allowed})")
         names = table.dimension_names
         select = ", ".join(f'{v} AS "{n}"' for v, n in zip(values, names, strict=True))
         sql = f"SELECT a.atom, {select} FROM {atoms_table} a {' '.join(joins)}"
