@@ -184,11 +184,11 @@ def test_a_reader_that_stops_early_rejects_the_delivery_instead_of_passing_part_
     import pytest
 
     from schemas.errors import DeliveryRejected
-    from transforms.intake.ingest import ROW_NUMBER, _guarded
+    from transforms.intake.common import ROW_NUMBER, guarded
 
     first_half = pl.DataFrame({ROW_NUMBER: [1, 2], "a": ["x", "y"]})
-    batches = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)
+    batches = guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)
     with pytest.raises(DeliveryRejected, match=r"x.csv: truncated: .*after 2 of 4 rows"):
         list(batches)
-    whole = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=2)
+    whole = guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=2)
     assert sum(b.height for b in whole) == 2
