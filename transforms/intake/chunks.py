@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 
 import polars as pl
 
@@ -269,9 +270,28 @@ class Tally:
         )
 
 
+# Dates Polars can write as text; beyond them its Date -> String cast panics.
+_TEXT_DATES = (date(1, 1, 1), date(9999, 12, 31))
+
+
+def _text(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if dtype != pl.Date:
+        return column.cast(pl.String)
+    # Out-of-range dates are nulled before the cast (Polars evaluates both sides of a
+    # when/then), then written as their day number, which any reader can still place.
+    inside = column.is_between(*_TEXT_DATES)
+    written = pl.when(inside).then(column).otherwise(None).cast(pl.String)
+    days = pl.format("day {} after 1970-01-01", column.to_physical())
+    return pl.when(inside | column.is_null()).then(written).otherwise(days).alias(name)
+
+
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows as the quarantine file keeps them: row number, then every value as text."""
-    return frame.select(pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String))
+    return frame.select(
+        pl.col(ROW_NUMBER),
+        *(_text(c, t) for c, t in frame.schema.items() if c != ROW_NUMBER),
+    )
 
 
 def shared_text(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
