@@ -48,8 +48,10 @@ def test_the_row_suite_covers_every_declared_rule():
          "support_start_date"),
     ]:
         assert expected in found
+    assert ("ExpectColumnValuesToBeInSet", "plausible_range", "date_of_birth") in found
     housing = _expectations(compile_suite(CONTRACTS["housing"]))
     assert ("ExpectColumnValuesToBeBetween", "range", "household_size") in housing
+    assert ("ExpectColumnValuesToBeInSet", "hmrc_ni_prefix", "ni_number") in housing
 
 
 def test_the_delivery_suite_holds_row_count_freshness_and_quarantine_limit():
