@@ -36,14 +36,16 @@ def no_flags() -> pl.DataFrame:
 class RawExtract:
     """A readable extract: its header and its rows, in batches carrying `row_number` (1-based).
 
-    `flags` holds what the reader found per row that typing cannot see (a duplicate JSON key, a
-    spreadsheet formula); `formula_text` the formulas' text by (row_number, raw column)."""
+    `flags` holds what the reader found per row that typing cannot see (a key written twice
+    on one JSON line), as (row_number, rule, raw column)."""
 
     file_name: str
     header: list[str]
     batches: Iterator[pl.DataFrame]
     flags: pl.DataFrame = field(default_factory=no_flags)
-    formula_text: dict[tuple[int, str], str] = field(default_factory=dict)
+    # The open file the batches read (through /proc/self/fd): held here so that it stays open
+    # while they are read, and no later file can take over its descriptor number.
+    source: object = None
 
 
 OnError = Callable[[BaseException], DeliveryRejected]

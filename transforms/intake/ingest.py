@@ -86,7 +86,9 @@ def open_extract(
     )
     if source.size == 0:
         raise reject(source.name, "unreadable", "file is empty (0 bytes)")
-    return read_source(source, contract, chunk_rows)
+    extract = read_source(source, contract, chunk_rows)
+    extract.source = source
+    return extract
 
 
 # --- conforming headers ----------------------------------------------------------------------

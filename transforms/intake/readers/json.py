@@ -81,7 +81,8 @@ def _line_findings(reader_source, keys: list[str]) -> pl.DataFrame:
     """Rows (record numbers) whose line repeats a key or nests a value, by raw key."""
     line = pl.col("line")
     body = line.str.strip_chars()
-    repeated = [line.str.count_matches(json.dumps(k), literal=True) > 1 for k in keys]
+    repeated = [line.str.count_matches(json.dumps(k, ensure_ascii=False), literal=True) > 1
+                for k in keys]
     suspect = (
         body.str.slice(1).str.contains(r"[\[{\\]")
         | pl.any_horizontal(repeated) if repeated else body.str.slice(1).str.contains(r"[\[{\\]")
