@@ -76,6 +76,8 @@ def _reject_long_cells(frame: pl.DataFrame, contract: DepartmentContract, name: 
 
 def _nested_cells(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
     """(row_number, column) of cells where JSON put an object or array: never a scalar value."""
+    if contract.format not in ("json", "ndjson"):
+        return pl.DataFrame(schema={ROW_NUMBER: pl.Int64, "column": pl.String})
     text = [c.name for c in contract.columns if frame.schema[c.name] == pl.String]
     found = [
         frame.filter(pl.col(c) == NESTED).select(ROW_NUMBER, column=pl.lit(c))

@@ -78,16 +78,11 @@ def guarded(
 
 
 def drop_blank_rows(batch: pl.DataFrame) -> pl.DataFrame:
-    """Rows with at least one non-blank cell (text cells of spaces only count as blank)."""
+    """Rows with at least one cell (the readers read an empty cell as null)."""
     cells = [c for c in batch.columns if c != ROW_NUMBER]
     if not cells:
         return batch
-    filled = [
-        (pl.col(c).str.strip_chars() != "").fill_null(False)
-        if batch.schema[c] == pl.String else pl.col(c).is_not_null()
-        for c in cells
-    ]
-    return batch.filter(pl.any_horizontal(filled))
+    return batch.filter(pl.any_horizontal(pl.col(cells).is_not_null()))
 
 
 def count_rows(lazy: pl.LazyFrame, on_error: OnError) -> int:

@@ -142,30 +142,32 @@ def _fingerprint(source: Source, max_line_bytes: int | None) -> None:
     """Hash the descriptor's bytes; measure lines on the way if asked.
 
     Blocks are no longer than the limit, so a line wholly inside one block is within it: only
-    the line running across block ends (`carry`) needs measuring, with two `find`s per block."""
+    the line running across block ends (`carry`) needs measuring, with two `find`s per block.
+    Where a line is too long, its number is counted afterwards, up to its start only."""
     head = source.head()
     if b"\n" not in head and b"\r" in head:
         source.eol = b"\r"  # classic Mac line ends: a line is what a CR ends
     block_size = min(BLOCK, max_line_bytes) if max_line_bytes else BLOCK
-    digest, offset, carry, lines = hashlib.sha256(), 0, 0, 0
+    digest, offset, carry = hashlib.sha256(), 0, 0
     eol = source.eol
+    too_long_at: int | None = None  # byte offset where the first over-long line starts
     while offset < source.size:
         block = os.pread(source.fd, block_size, offset)
         if not block:
             break
         digest.update(block)
+        if max_line_bytes is not None and too_long_at is None:
+            first = block.find(eol)
+            if first < 0:
+                carry += len(block)
+            else:
+                if carry + first > max_line_bytes:
+                    too_long_at = offset - carry
+                carry = len(block) - block.rfind(eol) - 1
+            if carry > max_line_bytes and too_long_at is None:
+                too_long_at = offset + len(block) - carry
         offset += len(block)
-        if max_line_bytes is None or source.long_line is not None:
-            continue
-        first = block.find(eol)
-        if first < 0:
-            carry += len(block)
-        else:
-            if carry + first > max_line_bytes:
-                source.long_line = lines + 1
-            lines += block.count(eol)
-            carry = len(block) - block.rfind(eol) - 1
-        if carry > max_line_bytes and source.long_line is None:
-            source.long_line = lines + 1
     source.size = offset
     source.fingerprint = digest.hexdigest()
+    if too_long_at is not None:
+        source.long_line = source.read_at(0, too_long_at).count(eol) + 1

@@ -63,11 +63,16 @@ import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 from great_expectations.execution_engine import pandas_execution_engine  # noqa: E402
+from great_expectations.expectations import expectation as _gx_expectation  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 # GX fingerprints every in-memory batch by hashing all its cells (a fifth of the run time on a
 # chunk). The delivery is already fingerprinted with sha256, so that hash buys nothing here.
 pandas_execution_engine.HASH_THRESHOLD = 0
+# GX rebuilds each expectation's configuration on every use, converting its class name to
+# snake case with a regex each time (a tenth of the validation time on a 250k-row chunk).
+# The conversion is a pure function of the name, so it is remembered.
+_gx_expectation.camel_to_snake = cache(_gx_expectation.camel_to_snake)
 
 ROW_ID = "_row_id"
 # The rule of a date outside its column's plausible range (computed in Polars, asserted by GX).
