@@ -106,11 +106,11 @@ class Column(BaseModel):
     privacy_role: PrivacyRole
     treatment: Treatment
     identifier_type: IdentifierType | None = None
+    issuance_rule: IssuanceRule | None = None
+    plausible_range: PlausibleRange | None = None
     value_map: dict[str, str] | None = None
     aliases: tuple[str, ...] = ()
     check_digit: CheckDigit | None = None
-    issuance_rule: IssuanceRule | None = None
-    plausible_range: PlausibleRange | None = None
 
     @property
     def raw_names(self) -> tuple[str, ...]:
@@ -212,11 +212,11 @@ def _column(prop: SchemaProperty, where: str, problems: list[str]) -> Column | N
             privacy_role=custom.get("privacyRole"),
             treatment=custom.get("treatment"),
             identifier_type=custom.get("identifierType"),
+            issuance_rule=custom.get("issuanceRule"),
+            plausible_range=custom.get("plausibleRange"),
             value_map=custom.get("valueMap"),
             aliases=tuple(aliases),
             check_digit=custom.get("checkDigit"),
-            issuance_rule=custom.get("issuanceRule"),
-            plausible_range=custom.get("plausibleRange"),
         )
     except ValidationError as exc:
         for err in exc.errors():
