@@ -22,7 +22,8 @@ from transforms.intake.common import reject
 from transforms.intake.names import printable
 
 BLOCK = 1 << 20
-_PROC_FD = Path("/proc/self/fd")
+# Linux names a process's open descriptors here; macOS and the BSDs under /dev/fd.
+_PROC_FD = Path("/proc/self/fd") if Path("/proc/self/fd").is_dir() else Path("/dev/fd")
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a named pipe"),
@@ -58,7 +59,7 @@ class Source:
 
     @property
     def reader_path(self) -> str:
-        """A path that reads this descriptor (Linux); readers never see the landing name."""
+        """A path that reads this descriptor; readers never see the landing name."""
         return str(_PROC_FD / str(self.fd))
 
     def read_at(self, offset: int, length: int) -> bytes:
