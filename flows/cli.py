@@ -120,13 +120,16 @@ def _print_deliveries(root: Path, release_id: str) -> None:
     """One line per delivery in the release: the accounting a data engineer checks first."""
     from transforms.release.report import read_report
 
-    for d in read_report(root, release_id).deliveries:
+    report = read_report(root, release_id)
+    for d in report.deliveries:
         line = (
             f"  {d.department:<20} {d.status:<9} received {d.rows_received:>9,}  "
             f"accepted {d.rows_accepted:>9,}  quarantined {d.rows_quarantined:>7,}"
         )
         rejection = getattr(d, "rejection", None)
         print(line + (f"\n    {rejection}" if rejection else ""))
+    for item in report.not_ingested:
+        print(f"  not ingested: landing/{item['path']}: {item['reason']}")
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -271,8 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - last line of defence, see module docstring
-        if os.environ.get("COHORTSHARE_DEBUG") == "1":
+    except BaseException as error:  # noqa: BLE001 - last line of defence, see module docstring
+        from flows.guard import is_failure
+
+        if not is_failure(error) or os.environ.get("COHORTSHARE_DEBUG") == "1":
             raise
         print(
             f"UnexpectedError: {type(error).__name__} (details withheld because library "

@@ -26,7 +26,9 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
             return function(*args, **kwargs)
         except CohortShareError:
             raise
-        except Exception as error:
+        except BaseException as error:
+            if not is_failure(error):
+                raise
             raise PipelineError(
                 f"stage '{function.__name__}' failed with {type(error).__name__} "
                 "(details withheld: library messages may quote data values; set "
@@ -34,6 +36,12 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
             ) from (error if _debug() else None)
 
     return run
+
+
+def is_failure(error: BaseException) -> bool:
+    """An exception, or a Rust panic in a native library (pyo3's PanicException derives from
+    BaseException, so `except Exception` misses it); not an interrupt or an exit."""
+    return isinstance(error, Exception) or type(error).__name__ == "PanicException"
 
 
 def _debug() -> bool:

@@ -27,7 +27,7 @@ from transforms.identity import (
     write_tokens,
 )
 from transforms.identity.keys import PseudonymisationKey, generate_key
-from transforms.intake import fingerprint_file
+from transforms.intake import discover_deliveries, fingerprint_file
 from transforms.release import audit
 
 # Secure-zone folders derived from tokens (person and household keys): stale after a rotation,
@@ -132,13 +132,8 @@ def _secure_deliveries(root: Path) -> list[tuple[Path, dict]]:
 
 
 def _landing_by_fingerprint(root: Path, contracts: dict) -> dict[str, Path]:
-    found = {}
-    for department, contract in contracts.items():
-        folder = root / "landing" / department
-        if folder.is_dir():
-            for path in sorted(folder.glob(contract.file_pattern)):
-                found[fingerprint_file(path)] = path
-    return found
+    # The run's own discovery: pipes, directories and links out of landing/ are never opened.
+    return {fingerprint_file(p): p for _, p in discover_deliveries(root, contracts).deliveries}
 
 
 def rotate_key(

@@ -45,7 +45,15 @@ from transforms.identity import (
     pseudonymise,
     write_tokens,
 )
-from transforms.intake import DeliveryRegistry, fingerprint_file, receive_delivery
+from transforms.intake import (
+    CONTAINED,
+    DeliveryRegistry,
+    discover_deliveries,
+    failed_outcome,
+    fingerprint_file,
+    printable,
+    receive_delivery,
+)
 from transforms.release import audit, catalogue, differencing, history
 from transforms.release import gates as release_checks
 from transforms.release.report import markdown_summary, write_report
@@ -83,13 +91,9 @@ def check_declarations(contracts_dir: Path, contract_set: dict) -> PersonFeature
     return features
 
 
-def landing_files(root: Path, contracts: dict) -> list[tuple[str, Path]]:
-    found = []
-    for department, contract in sorted(contracts.items()):
-        folder = root / "landing" / department
-        if folder.is_dir():
-            found += [(department, p) for p in sorted(folder.glob(contract.file_pattern))]
-    return found
+def landing_files(root: Path, contracts: dict):
+    """The deliveries waiting in landing/, and everything else there with why it is not read."""
+    return discover_deliveries(root, contracts)
 
 
 @task(persist_result=False, cache_policy=NO_CACHE, task_run_name="receive {department}")
@@ -99,14 +103,21 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     logger = get_run_logger()
     contract = load_contracts(settings.contracts)[department]
     registry = DeliveryRegistry(settings.root)
-    fingerprint = fingerprint_file(path)
-    summary = {"department": department, "file": path.name, "delivery_id": fingerprint}
+    summary = {"department": department, "file": printable(path.name)}
+    try:
+        fingerprint = fingerprint_file(path)
+    except DeliveryRejected as gone:  # moved or replaced since landing/ was listed
+        logger.error("%s", gone)
+        return {**summary, "delivery_id": None, "status": "not ingested", "reason": str(gone)}
+    summary["delivery_id"] = fingerprint
     previous = registry.find(fingerprint)
     if previous is not None and registry.is_processed(fingerprint, contract.version):
-        logger.info("%s: %s already %s, skipped", department, path.name, previous.status)
+        logger.info("%s: %s already %s, skipped", department, summary["file"], previous.status)
         return {**summary, "status": f"already {previous.status}"}
     try:
-        received = receive_delivery(path, contract, settings.root, date.today())
+        received = receive_delivery(
+            path, contract, settings.root, date.today(), landing=settings.root / "landing"
+        )
     except DeliveryRejected as rejection:
         registry.record(rejection.outcome)
         logger.error("%s", rejection)
@@ -114,16 +125,22 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     key = resolve_key(demo=settings.demo)
     outcome = received.outcome
     rules = load_linkage_rules(settings.contracts / "linkage.yaml")
-    tokens, counts = pseudonymise(
-        received.frame, contract, key, load_geography(settings.contracts / GEOGRAPHY_FILE),
-        outcome.extract_date, rules=rules,
-    )
-    write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
+    try:
+        tokens, counts = pseudonymise(
+            received.frame, contract, key, load_geography(settings.contracts / GEOGRAPHY_FILE),
+            outcome.extract_date, rules=rules,
+        )
+        write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
+    except CONTAINED as error:  # noqa: BLE001 - a panic in one delivery must not end the run
+        rejection = failed_outcome(outcome, "pseudonymisation", error)
+        registry.record(rejection.outcome)
+        logger.error("%s", rejection)
+        return {**summary, "status": "rejected", "reason": str(rejection)}
     registry.record(outcome)
     logger.info(
         "%s: %s received %d, accepted %d, quarantined %d",
         department,
-        path.name,
+        summary["file"],
         outcome.rows_received,
         outcome.rows_accepted,
         outcome.rows_quarantined,
@@ -305,8 +322,11 @@ def share_cohorts(
     contract_set = load_contracts(settings.contracts)
     features = check_declarations(settings.contracts, contract_set)
     key_id = resolve_key(demo=demo).key_id
-    files = landing_files(settings.root, contract_set)
+    landing = landing_files(settings.root, contract_set)
+    files = landing.deliveries
     logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
+    for item in landing.not_ingested:
+        logger.warning("not ingested: landing/%s: %s", item.path, item.reason)
     results = [process_delivery(settings, department, path) for department, path in files]
     for result in results:
         if result["status"] == "rejected":
@@ -333,6 +353,11 @@ def share_cohorts(
     report = build_report(
         settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contract_set
     )
+    not_ingested = [item.to_dict() for item in landing.not_ingested] + [
+        {"path": f"{r['department']}/{r['file']}", "reason": r["reason"]}
+        for r in results if r["status"] == "not ingested"
+    ]
+    report = report.model_copy(update={"not_ingested": not_ingested})
     json_path, html_path = write_report(settings.root, report)
     create_markdown_artifact(
         markdown=markdown_summary(report),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,9 @@ IdentifierType = Literal[
     "email", "phone",
 ]
 CheckDigit = Literal["nhs_mod11"]
+# Rules on how an identifier is issued: HMRC never issues some NI number prefixes.
+IssuanceRule = Literal["hmrc_ni_prefix"]
+Compression = Literal["none", "gzip"]
 FormulaPolicy = Literal["neutralise", "quarantine"]
 Operator = Literal[">=", ">", "<=", "<"]
 # How several records of one resident in one department combine into one person attribute:
@@ -66,6 +70,39 @@ RULE_ENGINE = "cohortshare"
 DEFAULT_QUARANTINE_LIMIT = 0.05
 
 
+class Limits(BaseModel):
+    """What one delivery may cost to read. A file beyond a limit is rejected (`resource_limit`)
+    before the reader that would suffer from it runs; defaults suit a council's monthly
+    extracts, and a contract can raise or lower each under `customProperties.limits`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
+
+    # A physical line of a text extract (CSV, NDJSON, JSON).
+    max_line_bytes: int = Field(1 << 20, ge=1024, alias="maxLineBytes")
+    # One cell, after conforming (Excel's own limit is 32,767 characters).
+    max_cell_bytes: int = Field(32_767, ge=1, alias="maxCellBytes")
+    # Spreadsheets: sheets in the workbook, cells in the sheet's used range (the reader sizes
+    # its buffers from that range: 32 bytes a cell), bytes of the sheet's XML once unpacked.
+    max_sheets: int = Field(64, ge=1, alias="maxSheets")
+    max_used_range_cells: int = Field(20_000_000, ge=1, alias="maxUsedRangeCells")
+    max_sheet_bytes: int = Field(2 << 30, ge=1, alias="maxSheetBytes")
+    # The child process reading a spreadsheet: address space and wall time.
+    reader_memory_bytes: int = Field(8 << 30, ge=1 << 28, alias="readerMemoryBytes")
+    reader_seconds: int = Field(600, ge=1, alias="readerSeconds")
+    # A compressed text extract (where the contract allows compression), once unpacked.
+    max_decompressed_bytes: int = Field(4 << 30, ge=1, alias="maxDecompressedBytes")
+
+
+class PlausibleRange(BaseModel):
+    """Dates a value can truly take: `latest: extract_date` means not after the extract's date.
+    A value outside is quarantined (`plausible_range`): a birth in 1800 or 2099 is a typo."""
+
+    model_config = ConfigDict(frozen=True)
+
+    earliest: date | None = None
+    latest: date | Literal["extract_date"] | None = None
+
+
 class Column(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -83,6 +120,8 @@ class Column(BaseModel):
     privacy_role: PrivacyRole
     treatment: Treatment
     identifier_type: IdentifierType | None = None
+    issuance_rule: IssuanceRule | None = None
+    plausible_range: PlausibleRange | None = None
     value_map: dict[str, str] | None = None
     aliases: tuple[str, ...] = ()
     check_digit: CheckDigit | None = None
@@ -127,6 +166,8 @@ class DepartmentContract(BaseModel):
     cross_field_rules: tuple[CrossFieldRule, ...] = ()
     quarantine_limit: float = Field(DEFAULT_QUARANTINE_LIMIT, ge=0, le=1)
     formula_policy: FormulaPolicy = "quarantine"
+    compression: Compression = "none"
+    limits: Limits = Limits()
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -187,6 +228,8 @@ def _column(prop: SchemaProperty, where: str, problems: list[str]) -> Column | N
             privacy_role=custom.get("privacyRole"),
             treatment=custom.get("treatment"),
             identifier_type=custom.get("identifierType"),
+            issuance_rule=custom.get("issuanceRule"),
+            plausible_range=custom.get("plausibleRange"),
             value_map=custom.get("valueMap"),
             aliases=tuple(aliases),
             check_digit=custom.get("checkDigit"),
@@ -269,6 +312,14 @@ def _semantic_problems(contract: DepartmentContract, name: str) -> list[str]:
                 problems.append(f"{where}: valueMap: keys {unknown} are not valid values")
         if col.check_digit == "nhs_mod11" and col.logical_type != "string":
             problems.append(f"{where}: checkDigit: nhs_mod11 needs a string column")
+        if col.issuance_rule is not None and col.logical_type != "string":
+            problems.append(f"{where}: issuanceRule: needs a string column")
+        if col.plausible_range is not None:
+            low, high = col.plausible_range.earliest, col.plausible_range.latest
+            if col.logical_type != "date":
+                problems.append(f"{where}: plausibleRange: only for date columns")
+            elif isinstance(low, date) and isinstance(high, date) and low > high:
+                problems.append(f"{where}: plausibleRange: earliest is after latest")
         if col.privacy_role == "direct_identifier" and col.treatment not in ("tokenise", "drop"):
             problems.append(
                 f"{where}: treatment: a direct identifier must be tokenised or dropped, "
@@ -390,6 +441,8 @@ def _parse_odcs(
             cross_field_rules=tuple(rules),
             quarantine_limit=custom.get("quarantineLimit", DEFAULT_QUARANTINE_LIMIT),
             formula_policy=custom.get("formulaPolicy", "quarantine"),
+            compression=custom.get("compression", "none"),
+            limits=custom.get("limits") or {},
         )
     except ValidationError as exc:
         problems.extend(_pydantic_problems(path.name, exc, "customProperties."))
@@ -478,6 +531,10 @@ def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[s
             found.append(f"{where}: date format changed")
         if after.check_digit is not None and after.check_digit != before.check_digit:
             found.append(f"{where}: check digit {after.check_digit} added")
+        if after.issuance_rule is not None and after.issuance_rule != before.issuance_rule:
+            found.append(f"{where}: issuance rule {after.issuance_rule} added")
+        if after.plausible_range is not None and after.plausible_range != before.plausible_range:
+            found.append(f"{where}: plausible range added or changed (treated as tightened)")
         if (after.value_map or {}) != (before.value_map or {}):
             found.append(f"{where}: value map changed")
     old_names = {c.name for c in old.columns}
@@ -500,6 +557,14 @@ def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[s
         found.append("file: freshness (latency) shortened")
     if new.quarantine_limit < old.quarantine_limit:
         found.append("file: quarantine limit lowered")
+    if new.compression != old.compression and new.compression == "none":
+        found.append("file: compression no longer accepted")
+    tightened = [
+        name for name, value in new.limits.model_dump().items()
+        if value < old.limits.model_dump()[name]
+    ]
+    if tightened:
+        found.append(f"file: limits lowered ({', '.join(tightened)})")
     if new.formula_policy == "quarantine" and old.formula_policy == "neutralise":
         found.append("file: formulas now quarantined instead of neutralised")
     return found

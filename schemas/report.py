@@ -48,3 +48,5 @@ class ReleaseReport(BaseModel):
     checks: dict[str, Any]
     limitations: list[str]
     approval: dict[str, Any] | None = None
+    # Files and folders in landing/ the run did not read, escaped, with why: {path, reason}.
+    not_ingested: list[dict[str, str]] = []

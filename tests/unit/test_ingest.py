@@ -184,11 +184,145 @@ def test_a_reader_that_stops_early_rejects_the_delivery_instead_of_passing_part_
     import pytest
 
     from schemas.errors import DeliveryRejected
-    from transforms.intake.ingest import ROW_NUMBER, _guarded
+    from transforms.intake.common import ROW_NUMBER, guarded
 
     first_half = pl.DataFrame({ROW_NUMBER: [1, 2], "a": ["x", "y"]})
-    batches = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)
+    batches = guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=4)
     with pytest.raises(DeliveryRejected, match=r"x.csv: truncated: .*after 2 of 4 rows"):
         list(batches)
-    whole = _guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=2)
+    whole = guarded(iter([first_half]), "x.csv", on_error=None, expected_rows=2)
     assert sum(b.height for b in whole) == 2
+
+
+# --- opening a landing file safely -------------------------------------------------------------
+
+
+def test_printable_escapes_control_characters_and_is_idempotent():
+    from transforms.intake.names import printable
+
+    hostile = "a\nb\x1b[2Jc\u202ed\x07.csv"
+    shown = printable(hostile)
+    assert shown == "a\\nb\\x1b[2Jc\\u202ed\\x07.csv"
+    assert shown.isprintable() and printable(shown) == shown
+    assert printable("Zoë [1] *.csv") == "Zoë [1] *.csv"
+
+
+def test_a_pipe_a_directory_and_a_link_out_of_landing_are_refused_without_blocking(tmp_path):
+    from transforms.intake.source import open_source
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    os.mkfifo(landing / "pipe.csv")  # opening it for reading would block without O_NONBLOCK
+    (landing / "dir.csv").mkdir()
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a\n1\n")
+    (landing / "link.csv").symlink_to(outside)
+    (landing / "dangling.csv").symlink_to(tmp_path / "gone.csv")
+    cases = {"pipe.csv": "not_a_file", "dir.csv": "not_a_file", "link.csv": "outside_landing",
+             "dangling.csv": "not_a_file"}
+    for name, rule in cases.items():
+        with pytest.raises(DeliveryRejected) as caught:
+            open_source(landing / name, landing=landing)
+        assert caught.value.rule == rule, name
+
+
+def test_the_bytes_fingerprinted_are_the_bytes_read_even_if_the_file_is_replaced(tmp_path):
+    from transforms.intake.source import open_source
+
+    path = tmp_path / "asc_20261030.csv"
+    row = "ASC{},,A,B,01/01/1990,Female,,ZZ1 1AA,Social Support,Day care,01/01/2020"
+    path.write_text(",".join(ASC_HEADER) + "\n" + "\n".join(row.format(i) for i in range(3))
+                    + "\n")
+    with open_source(path) as source:
+        first = source.fingerprint
+        swapped = tmp_path / "swap.csv"
+        swapped.write_text(",".join(ASC_HEADER) + "\n" + row.format(9) + "\n")
+        os.replace(swapped, path)  # a new file under the same name, between hash and read
+        rows = pl.concat(list(ingest.open_extract(source, ASC).batches))
+        assert rows.height == 3 and rows["Client ID"].to_list() == ["ASC0", "ASC1", "ASC2"]
+    assert ingest.fingerprint_file(path) != first
+
+
+def test_line_lengths_are_measured_across_block_ends(tmp_path):
+    from transforms.intake.source import open_source
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"h\n" + b"x" * 1024 + b"\n" + b"y" * 1025 + b"\n" + b"z" * 5000 + b"\n")
+    with open_source(path, max_line_bytes=1024) as source:
+        assert source.long_line == 3
+    with open_source(path, max_line_bytes=8192) as source:
+        assert source.long_line is None
+    path.write_bytes(b"h\r" + b"x" * 3000 + b"\r")
+    with open_source(path, max_line_bytes=1024) as source:
+        assert source.eol == b"\r" and source.long_line == 2
+
+
+def test_utf16_is_named_with_or_without_its_byte_order_mark():
+    from transforms.intake.readers.text import wide_encoding
+
+    text = "Client ID,Forename\nASC1,Ann\n"
+    assert wide_encoding(text.encode("utf-16"))[0] == "UTF-16 (little-endian)"
+    assert wide_encoding(text.encode("utf-16-be"))[1] == "utf-16-be"
+    assert wide_encoding(text.encode("utf-8")) is None
+    assert wide_encoding("Zoë,Renée\n".encode("cp1252")) is None
+
+
+# --- row rules declared in the contracts ---------------------------------------------------------
+
+
+def test_ni_numbers_follow_hmrcs_prefix_rules():
+    values = pl.Series(["AB123456C", "ab 12 34 56 c", "DA123456A", "AD123456A", "AO123456A",
+                        "GB123456A", "nk123456a", "TN123456A", "ZZ123456A", "QQ123456C",
+                        "ZX000001A", "12", None])
+    assert ingest.ni_prefix_valid(values).to_list() == [
+        True, True, False, False, False, False, False, False, False, False, True, None, None
+    ]
+
+
+def test_dates_of_birth_outside_the_declared_range_are_implausible():
+    dob = CONTRACTS["adult_social_care"].column("date_of_birth")
+    values = pl.Series([dt.date(1899, 12, 31), dt.date(1900, 1, 1), dt.date(2026, 10, 30),
+                        dt.date(2026, 10, 31), None]).cast(pl.Date)
+    far = pl.Series([2_000_000_000], dtype=pl.Int32).cast(pl.Date)
+    found = ingest.plausible_dates(pl.concat([values, far]), dob, dt.date(2026, 10, 30))
+    assert found.to_list() == [False, True, True, False, None, False]
+
+
+def test_a_column_and_its_alias_together_reject_naming_both():
+    header = [*ASC_HEADER, "DOB"]
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.conform_header(header, ASC, "f.csv")
+    assert str(caught.value) == (
+        "f.csv: alias_collision: 'Date of Birth' and 'DOB' both map to date_of_birth "
+        "(1 column(s))"
+    )
+
+
+def test_json_lines_say_which_key_repeats_or_nests():
+    from transforms.intake.readers.json import top_level_findings
+
+    assert top_level_findings('{"a": 1, "b": {"a": 2, "a": 3}, "a": 4, "c": [1]}') == [
+        ("duplicate_key", "a"), ("nested", "b"), ("nested", "c")
+    ]
+    assert top_level_findings('{"a": "{not nested}", "b": "[x]"}') == []
+    assert top_level_findings("[1, 2]") is None
+
+
+def test_a_workbook_that_aborts_its_reader_ends_only_the_child(tmp_path):
+    """A range that lies small while a cell sits in the sheet's last position passes the limit
+    check; calamine then aborts (SIGABRT) in the child process, and only there."""
+    import re
+    import zipfile
+
+    source = REPO / "tests/fixtures/deliveries/xlsx_used_range_to_last_cell_20261030.xlsx"
+    lying = tmp_path / "children_20261030.xlsx"
+    with zipfile.ZipFile(source) as book, zipfile.ZipFile(lying, "w") as out:
+        for item in book.infolist():
+            data = book.read(item.filename)
+            if item.filename.startswith("xl/worksheets/"):
+                data = re.sub(rb'<dimension ref="[^"]+"/>', b'<dimension ref="A1:K41"/>', data)
+            out.writestr(item, data)
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(lying, CONTRACTS["childrens_services"])
+    assert caught.value.rule == "reader_crashed"
+    assert "signal SIGABRT" in str(caught.value)

@@ -32,6 +32,11 @@ SHARED = {"files", "root_lock"}
 # rows"). Nothing else in transforms/ may import them; in flows/ only the named entry points.
 IDENTIFIABLE = {
     "transforms.intake.ingest",
+    "transforms.intake.readers",
+    "transforms.intake.readers.csv",
+    "transforms.intake.readers.json",
+    "transforms.intake.readers.parquet",
+    "transforms.intake.readers.xlsx",
     "transforms.intake.chunks",
     "transforms.intake.checks",
     "transforms.intake.validate",

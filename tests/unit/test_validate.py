@@ -22,7 +22,6 @@ from transforms.intake.registry import DeliveryRegistry
 from transforms.intake.validate import (
     arrow_friendly_regex,
     compile_suite,
-    nhs_mod11_valid,
     receive_delivery,
 )
 
@@ -53,8 +52,10 @@ def test_the_row_suite_covers_every_declared_rule():
          "support_start_date"),
     ]:
         assert expected in found
+    assert ("ExpectColumnValuesToBeInSet", "plausible_range", "date_of_birth") in found
     housing = _expectations(compile_suite(CONTRACTS["housing"]))
     assert ("ExpectColumnValuesToBeBetween", "range", "household_size") in housing
+    assert ("ExpectColumnValuesToBeInSet", "hmrc_ni_prefix", "ni_number") in housing
 
 
 def test_the_delivery_suite_holds_row_count_freshness_and_quarantine_limit():
@@ -170,5 +171,5 @@ def test_the_synthetic_council_is_accepted_and_every_row_accounted_for(tmp_path)
 
 def test_nhs_mod11_check_column():
     values = ["943 476 5919", "9434765918", "123", None, "401-023-2137", "4010232138"]
-    checked = pl.DataFrame({"nhs": values}).select(nhs_mod11_valid("nhs")).to_series()
+    checked = validate.ingest.nhs_mod11_valid(pl.Series(values))
     assert checked.to_list() == [True, False, None, None, True, False]

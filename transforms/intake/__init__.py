@@ -1,9 +1,11 @@
 """Intake: read each delivery, fingerprint it, hold it to its contract, quarantine bad rows.
 
 Identifiable rows live here (and in identity's pseudonymisation) and nowhere downstream.
-Internals: `ingest` (readers and fingerprints), `chunks` and `checks` (typed chunks and
-delivery-level rules), `validate` (the only module importing Great Expectations),
-`quarantine`, `registry` (deliveries seen), `contract_docs` (contract pages).
+Internals: `landing` (what is waiting, and what is not ingested), `source` (one landing file
+opened safely), `readers/` (one per format), `ingest` (opening, conforming, typing), `chunks`
+and `checks` (typed chunks and delivery-level rules), `validate` (the only module importing
+Great Expectations), `quarantine`, `registry` (deliveries seen), `contract_docs` (contract
+pages).
 
 The surface loads lazily: listing deliveries or rendering contract pages should not pay for
 importing Great Expectations (seconds).
@@ -15,6 +17,10 @@ _PUBLIC = {
     "receive_delivery": "validate",
     "inspect_delivery": "validate",
     "fingerprint_file": "ingest",
+    "discover_deliveries": "landing",
+    "printable": "names",
+    "CONTAINED": "checks",
+    "failed_outcome": "checks",
     "DeliveryRegistry": "registry",
     "render_page": "contract_docs",
 }

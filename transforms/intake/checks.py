@@ -17,7 +17,11 @@ from schemas.contract import DepartmentContract
 from schemas.delivery import DeliveryOutcome
 from schemas.errors import DeliveryRejected
 from transforms.intake.chunks import DeliveryRows
-from transforms.intake.ingest import ROW_NUMBER
+from transforms.intake.common import ROW_NUMBER, reject
+
+# What one delivery's failure can raise and must be contained to that delivery: any exception,
+# and a Rust panic in Polars, which Python sees as a BaseException (pyo3's PanicException).
+CONTAINED: tuple[type[BaseException], ...] = (Exception, pl.exceptions.PanicException)
 
 
 def breach_text(breaches: pl.DataFrame, limit: int = 5) -> str:
@@ -70,6 +74,29 @@ def rejection_detail(contract: DepartmentContract, summary: dict, problems: list
         ),
     }
     return "; ".join(details[p] for p in problems)
+
+
+def failure(file_name: str, stage: str, exc: BaseException) -> DeliveryRejected:
+    """A rejection for an unforeseen failure of one delivery at `stage`, by type only: library
+    messages can quote the values that broke them."""
+    return reject(
+        file_name, "processing_failed",
+        f"{stage} failed with {type(exc).__name__} (details withheld; the other deliveries "
+        "carry on)",
+    )
+
+
+def failed_outcome(outcome: DeliveryOutcome, stage: str, exc: BaseException) -> DeliveryRejected:
+    """An accepted delivery that then failed at `stage` (pseudonymisation, say), as a rejected
+    one: every row it received held back, the rejection carrying its outcome."""
+    rejection = failure(outcome.file_name, stage, exc)
+    base = outcome.model_dump(
+        include={"delivery_id", "department", "file_name", "contract_id", "contract_version",
+                 "extract_date"}
+    )
+    rejection.rows_received = outcome.rows_received  # type: ignore[attr-defined]
+    rejection.outcome = rejected_outcome(base, rejection)
+    return rejection
 
 
 def rejected_outcome(base: dict[str, Any], exc: DeliveryRejected) -> DeliveryOutcome:

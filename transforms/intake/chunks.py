@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import date
 
 import polars as pl
 
 from schemas.contract import DepartmentContract
 from transforms.intake import ingest
-from transforms.intake.ingest import ROW_NUMBER, reject
+from transforms.intake.common import NESTED, ROW_NUMBER, reject
 
 BREACH_SCHEMA = {ROW_NUMBER: pl.Int64, "rule": pl.String, "column": pl.String}
 
@@ -44,13 +44,58 @@ class Prepared:
 ToGxFrame = Callable[[pl.DataFrame, DepartmentContract], object]
 
 
+def reader_breaches(extract, conformance) -> pl.DataFrame:
+    """What the reader flagged per row (a repeated JSON key, ...), under canonical column names;
+    flags on undeclared columns go, as those columns do."""
+    flags = extract.flags
+    if flags.height == 0:
+        return pl.DataFrame(schema=BREACH_SCHEMA)
+    mapping = conformance.mapping
+    return (
+        flags.filter(pl.col("raw_column").is_in(list(mapping)))
+        .with_columns(column=pl.col("raw_column").replace_strict(mapping, return_dtype=pl.String))
+        .select(list(BREACH_SCHEMA))
+    )
+
+
+def _reject_long_cells(frame: pl.DataFrame, contract: DepartmentContract, name: str) -> None:
+    limit = contract.limits.max_cell_bytes
+    text = [c for c in frame.columns if c != ROW_NUMBER and frame.schema[c] == pl.String]
+    if not text:
+        return
+    longest = frame.select(pl.col(c).str.len_bytes().max() for c in text).row(0)
+    over = [c for c, n in zip(text, longest, strict=True) if n is not None and n > limit]
+    if over:
+        row = frame.filter(pl.col(over[0]).str.len_bytes() > limit)[ROW_NUMBER][0]
+        raise reject(
+            name, "resource_limit",
+            f"row {row}: column '{contract.column(over[0]).physical_name}' ({over[0]}) holds more "
+            f"than {limit} bytes (maxCellBytes; {len(over)} column(s))",
+        )
+
+
+def _nested_cells(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
+    """(row_number, column) of cells where JSON put an object or array: never a scalar value."""
+    if contract.format not in ("json", "ndjson"):
+        return pl.DataFrame(schema={ROW_NUMBER: pl.Int64, "column": pl.String})
+    text = [c.name for c in contract.columns if frame.schema[c.name] == pl.String]
+    found = [
+        frame.filter(pl.col(c) == NESTED).select(ROW_NUMBER, column=pl.lit(c))
+        for c in text
+    ]
+    found = [f for f in found if f.height]
+    return pl.concat(found) if found else pl.DataFrame(schema={ROW_NUMBER: pl.Int64,
+                                                                 "column": pl.String})
+
+
 def prepare_chunk(
     batch: pl.DataFrame, contract: DepartmentContract, conformance, name: str,
-    to_gx_frame: ToGxFrame,
+    to_gx_frame: ToGxFrame, flags: pl.DataFrame | None = None,
 ) -> Prepared | None:
     frame = ingest.conform(batch, conformance, contract)
     if frame.height == 0:
         return None
+    _reject_long_cells(frame, contract, name)
     wrong = ingest.uncoercible_columns(frame, contract)
     if wrong:
         col = contract.column(wrong[0])
@@ -68,10 +113,18 @@ def prepare_chunk(
     typed, bad_types = ingest.coerce_types(frame, contract, excel_dates=contract.format == "xlsx")
     typable = [c.name for c in contract.columns if c.logical_type != "string"]
     counts = frame.select(pl.col(c).is_not_null().sum() for c in typable)
+    nested = _nested_cells(frame, contract)
+    rows = frame.select(ROW_NUMBER)
     early = pl.concat(
         [
             formulas.with_columns(rule=pl.lit("formula")).select(list(BREACH_SCHEMA)),
-            bad_types.with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
+            nested.with_columns(rule=pl.lit("nested")).select(list(BREACH_SCHEMA)),
+            bad_types.join(nested, on=[ROW_NUMBER, "column"], how="anti")
+            .with_columns(rule=pl.lit("type")).select(list(BREACH_SCHEMA)),
+            *(
+                [flags.join(rows, on=ROW_NUMBER, how="semi")]
+                if flags is not None and flags.height else []
+            ),
         ]
     )
     checked = (
@@ -97,10 +150,11 @@ def prepared_chunks(
     and Arrow release the GIL, so reading, typing and the pandas conversion overlap with GX's
     Python-heavy work. At most two chunks are alive: the one validated and the one read."""
     batches = iter(extract.batches)
+    flags = reader_breaches(extract, conformance)
 
     def step() -> Prepared | None | bool:
         for batch in batches:
-            prepared = prepare_chunk(batch, contract, conformance, name, to_gx_frame)
+            prepared = prepare_chunk(batch, contract, conformance, name, to_gx_frame, flags)
             if prepared is not None:
                 return prepared
         return False
@@ -132,7 +186,7 @@ class DeliveryRows:
 class Tally:
     """What one delivery's chunks add up to, kept as they pass (`add`), settled by `finish`."""
 
-    path: Path
+    path: object  # the open Source (or Path) the rows come from, for re-reading rows
     contract: DepartmentContract
     conformance: ingest.Conformance
     chunk_rows: int
@@ -218,9 +272,28 @@ class Tally:
         )
 
 
+# Dates Polars can write as text; beyond them its Date -> String cast panics.
+_TEXT_DATES = (date(1, 1, 1), date(9999, 12, 31))
+
+
+def _text(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if dtype != pl.Date:
+        return column.cast(pl.String)
+    # Out-of-range dates are nulled before the cast (Polars evaluates both sides of a
+    # when/then), then written as their day number, which any reader can still place.
+    inside = column.is_between(*_TEXT_DATES)
+    written = pl.when(inside).then(column).otherwise(None).cast(pl.String)
+    days = pl.format("day {} after 1970-01-01", column.to_physical())
+    return pl.when(inside | column.is_null()).then(written).otherwise(days).alias(name)
+
+
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     """Rows as the quarantine file keeps them: row number, then every value as text."""
-    return frame.select(pl.col(ROW_NUMBER), pl.exclude(ROW_NUMBER).cast(pl.String))
+    return frame.select(
+        pl.col(ROW_NUMBER),
+        *(_text(c, t) for c, t in frame.schema.items() if c != ROW_NUMBER),
+    )
 
 
 def shared_text(frame: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:

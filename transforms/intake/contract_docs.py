@@ -37,6 +37,13 @@ def _rules(col) -> str:
         rules.append(f"matches `{col.pattern}`")
     if col.check_digit:
         rules.append(f"{col.check_digit.replace('_', ' ')} check digit")
+    if col.issuance_rule == "hmrc_ni_prefix":
+        rules.append("prefix one HMRC issues")
+    if col.plausible_range is not None:
+        low = col.plausible_range.earliest or "any date"
+        high = col.plausible_range.latest or "any date"
+        high = "the extract's date" if high == "extract_date" else high
+        rules.append(f"plausible from {low} to {high}")
     if col.value_map:
         rules.append("recoded " + ", ".join(f"`{k}`→`{v}`" for k, v in col.value_map.items()))
     # A `|` inside a pattern would end the Markdown table cell.

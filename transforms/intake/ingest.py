@@ -1,9 +1,11 @@
-"""Ingest: read a department's extract in whatever format it comes, and conform it to its contract.
+"""Ingest: open a department's extract, read it with its format's reader, conform it.
 
-This is the one place that knows raw column names (dbt's "conform"): headers are mapped to the
-contract's canonical names through `physicalName` and declared aliases, undeclared columns are
-dropped at once (data minimisation) and reported by name, text that a spreadsheet would execute
-as a formula is neutralised or flagged, and values are typed per the contract.
+Each format has its reader in `readers/` (CSV, XLSX, JSON and NDJSON, Parquet), all reading an
+open `source.Source`. This is the one place that knows raw column names (dbt's "conform"):
+headers are mapped to the contract's canonical names through `physicalName` and declared
+aliases (two headers for one column reject the delivery), undeclared columns are dropped at
+once (data minimisation) and reported by name, text that a spreadsheet would execute as a
+formula is neutralised or flagged, and values are typed per the contract.
 
 Identifiable rows pass through here. Nothing in this module logs, prints or puts a cell value
 into an exception: Polars' own parse errors quote the offending text, so they are caught and
@@ -12,28 +14,33 @@ replaced by a rule name (`unreadable`, `truncated`, `encoding`, ...).
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from schemas.contract import Column, DepartmentContract
-from schemas.errors import DeliveryRejected
+from schemas.identifiers import nhs_number_valid
+from transforms.intake.common import (
+    DEFAULT_CHUNK_ROWS,
+    NESTED,
+    ROW_NUMBER,
+    RawExtract,
+    reject,
+    reject_repeated,
+)
+from transforms.intake.readers import read_source
+from transforms.intake.source import Source, open_source
 
-ROW_NUMBER = "row_number"
-DEFAULT_CHUNK_ROWS = 250_000
+__all__ = [
+    "DEFAULT_CHUNK_ROWS", "NESTED", "ROW_NUMBER", "RawExtract", "reject", "open_extract",
+]
+
 # OWASP "CSV injection": cells starting with these run as formulas in Excel and LibreOffice.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_GUARD = "'"
-# JSON objects and arrays under a declared column become this marker: never a valid cell.
-NESTED = "\x00nested"
 _FORMULA_START = "^[" + "".join(re.escape(p) for p in FORMULA_PREFIXES) + "]"
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{8})(?!\d)")
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -42,307 +49,47 @@ _FALSE = ("false", "f", "no", "n", "0")
 _EXCEL_DATETIME = "%Y-%m-%d %H:%M:%S"
 
 
-def reject(file_name: str, rule: str, detail: str, count: int | None = None) -> DeliveryRejected:
-    """A one-line file-level rejection: file, rule, detail (columns, counts), never a value."""
-    exc = DeliveryRejected(f"{file_name}: {rule}: {detail}")
-    exc.rule = rule  # type: ignore[attr-defined]
-    exc.count = count  # type: ignore[attr-defined]
-    return exc
-
-
-# --- fingerprint and extract date ----------------------------------------------------------
+# --- fingerprint, extract date and opening ----------------------------------------------------
 
 
 def fingerprint_file(path: Path) -> str:
-    """sha256 of the file's bytes: the delivery id. A changed file is a new delivery."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of the file's bytes: the delivery id. A changed file is a new delivery.
+
+    Opened as a delivery is (regular files only, no blocking); raises DeliveryRejected if it
+    cannot be."""
+    with open_source(path) as source:
+        return source.fingerprint
 
 
-def extract_date_of(path: Path) -> date:
-    """The extract's date: the YYYYMMDD in its file name, else the file's modification date."""
-    for match in _DATE_IN_NAME.finditer(Path(path).name):
+def date_in_name(name: str) -> date | None:
+    """The YYYYMMDD in a file name, if it holds a real date."""
+    for match in _DATE_IN_NAME.finditer(name):
         try:
             return datetime.strptime(match.group(1), "%Y%m%d").date()
         except ValueError:
             continue
-    return datetime.fromtimestamp(Path(path).stat().st_mtime).date()
+    return None
 
 
-# --- reading ---------------------------------------------------------------------------------
-
-
-@dataclass
-class RawExtract:
-    """A readable extract: its header and its rows, in batches carrying `row_number` (1-based)."""
-
-    file_name: str
-    header: list[str]
-    batches: Iterator[pl.DataFrame]
+def extract_date_of(path: Path) -> date:
+    """The extract's date: the YYYYMMDD in its file name, else the file's modification date."""
+    found = date_in_name(Path(path).name)
+    return found or datetime.fromtimestamp(Path(path).stat().st_mtime).date()
 
 
 def open_extract(
-    path: Path, contract: DepartmentContract, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    path: Path | Source, contract: DepartmentContract, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> RawExtract:
-    """Open `path` as the contract's format; raise DeliveryRejected if it cannot be read."""
-    path = Path(path)
-    name = path.name
-    if not path.is_file():
-        raise reject(name, "unreadable", "file not found")
-    if path.stat().st_size == 0:
-        raise reject(name, "unreadable", "file is empty (0 bytes)")
-    readers = {
-        "csv": _open_csv,
-        "xlsx": _open_xlsx,
-        "json": _open_json,
-        "ndjson": _open_ndjson,
-        "parquet": _open_parquet,
-    }
-    return readers[contract.format](path, contract, chunk_rows)
-
-
-def _guarded(
-    batches: Iterator[pl.DataFrame], name: str, on_error, expected_rows: int
-) -> Iterator[pl.DataFrame]:
-    """Re-raise any reader error met while streaming as a rejection without its text.
-
-    A streaming reader that fails inside its engine can end the stream early without an error;
-    the rows are therefore counted beforehand by a second, independent path (the file's own
-    row count, or a count-only scan, done before any rows are held so the peaks do not add up)
-    and a partial read can never pass as a whole delivery.
-    """
-    seen = 0
-    try:
-        for batch in batches:
-            seen += batch.height
-            yield batch.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
-    except DeliveryRejected:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Polars errors quote cell values; never re-raise them
-        raise on_error(exc) from None
-    if seen != expected_rows:
-        raise reject(name, "truncated", f"the reader stopped after {seen} of {expected_rows} rows")
-
-
-def _count(lazy: pl.LazyFrame, on_error) -> int:
-    """Rows of a scan, counted without materialising them (Polars' count-only fast path)."""
-    try:
-        return lazy.select(pl.len()).collect(engine="streaming").item()
-    except Exception as exc:  # noqa: BLE001 - see _guarded
-        raise on_error(exc) from None
-
-
-def _slices(frame: pl.DataFrame, chunk_rows: int) -> Iterator[pl.DataFrame]:
-    frame = frame.with_row_index(ROW_NUMBER, offset=1)
-    frame = frame.with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
-    for offset in range(0, max(frame.height, 1), chunk_rows):
-        yield frame.slice(offset, chunk_rows)
-
-
-def _utf8_valid(path: Path) -> bool:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _csv_header(first_line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([first_line], delimiter=delimiter), [])
-
-
-def _ends_truncated(data_tail: str, delimiter: str, width: int) -> bool:
-    """A file cut off mid-row: no final newline and a last line shorter than the header."""
-    if data_tail.endswith(("\n", "\r")):
-        return False
-    last_line = data_tail.splitlines()[-1] if data_tail else ""
-    if last_line.count('"') % 2 == 1:
-        return True
-    return len(_csv_header(last_line, delimiter)) < width
-
-
-def _open_csv(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
-    name = path.name
-    encoding = codecs.lookup(contract.encoding).name
-    source: Path | bytes = path
-    if encoding == "utf-8":
-        with path.open("rb") as handle:
-            head = handle.read(1 << 16)
-            handle.seek(max(0, path.stat().st_size - (1 << 16)))
-            tail = handle.read()
-        head_text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-        tail_text = tail.decode("utf-8", errors="replace")
-    else:
-        raw = path.read_bytes()
-        if _looks_utf8(raw):
-            raise reject(
-                name, "encoding", f"file is UTF-8 but the contract declares {contract.encoding}"
-            )
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            raise reject(name, "encoding", f"file is not valid {contract.encoding}") from None
-        del raw
-        text = text.removeprefix("\ufeff")
-        head_text, tail_text = text[: 1 << 16], text[-(1 << 16) :]
-        source = text.encode("utf-8")
-        del text
-    header = _csv_header(head_text.splitlines()[0] if head_text else "", contract.delimiter)
-    if not header or header == [""]:
-        raise reject(name, "unreadable", "no header row")
-    # Checked on the header as written: Polars would rename the second copy silently.
-    _reject_repeated(header, contract, name)
-    if _ends_truncated(tail_text, contract.delimiter, len(header)):
-        raise reject(name, "truncated", "the last row is cut short (no final newline)")
-
-    def on_error(exc: Exception) -> DeliveryRejected:
-        if encoding == "utf-8" and not _utf8_valid(path):
-            return reject(name, "encoding", "file is not valid UTF-8")
-        if "more fields" in str(exc):
-            return reject(name, "unreadable", "rows have more fields than the header")
-        return reject(name, "unreadable", f"not parseable as CSV ({type(exc).__name__})")
-
-    try:
-        lazy = pl.scan_csv(
-            source,
-            separator=contract.delimiter,
-            infer_schema=False,
-            row_index_name=ROW_NUMBER,
-            row_index_offset=1,
-            raise_if_empty=False,
-        )
-        columns = lazy.collect_schema().names()
-    except Exception as exc:  # noqa: BLE001 - see _guarded
-        raise on_error(exc) from None
-    # Polars renames a repeated header to `X_duplicated_0`; report the header as given.
-    batches = _guarded(
-        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, _count(lazy, on_error)
+    """Open `path` (or an already open source) as the contract's format; raise
+    DeliveryRejected if it cannot be read."""
+    source = path if isinstance(path, Source) else open_source(
+        Path(path), max_line_bytes=contract.limits.max_line_bytes
     )
-    return RawExtract(name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches)
-
-
-def _looks_utf8(raw: bytes) -> bool:
-    """Bytes that decode as UTF-8 and use multi-byte sequences were not written as cp1252."""
-    if raw.isascii():
-        return False
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _open_xlsx(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
-    name = path.name
-    try:
-        frame = pl.read_excel(
-            path, sheet_name=contract.sheet, engine="calamine", infer_schema_length=0
-        )
-    except Exception as exc:  # noqa: BLE001 - see _guarded
-        if "sheet" in str(exc).lower() and "no matching" in str(exc).lower():
-            raise reject(name, "missing_sheet", f"no sheet named '{contract.sheet}'") from None
-        raise reject(name, "unreadable", f"not readable as XLSX ({type(exc).__name__})") from None
-    frame = frame.select(pl.all().cast(pl.String))
-    return RawExtract(name, frame.columns, _slices(frame, chunk_rows))
-
-
-def _json_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return NESTED
-    return str(value)
-
-
-def _open_json(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
-    import json
-
-    name = path.name
-    try:
-        document = json.loads(path.read_bytes())
-    except UnicodeDecodeError:
-        raise reject(name, "encoding", "file is not valid UTF-8") from None
-    except ValueError:
-        truncated = not path.read_bytes().rstrip().endswith((b"]", b"}"))
-        rule = "truncated" if truncated else "unreadable"
-        raise reject(name, rule, "not valid JSON") from None
-    records = document.get("records", document.get("data")) if isinstance(document, dict) else (
-        document
-    )
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise reject(name, "unreadable", "JSON is not an array of objects")
-    header: list[str] = []
-    for record in records:
-        header.extend(k for k in record if k not in header)
-    frame = pl.DataFrame(
-        {col: [_json_text(r.get(col)) for r in records] for col in header},
-        schema={col: pl.String for col in header},
-    )
-    return RawExtract(name, header, _slices(frame, chunk_rows))
-
-
-def _open_ndjson(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
-    name = path.name
-
-    def on_error(exc: Exception) -> DeliveryRejected:
-        if not _utf8_valid(path):
-            return reject(name, "encoding", "file is not valid UTF-8")
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 4096))
-            tail = handle.read().rstrip()
-        if not tail.endswith(b"}"):
-            return reject(name, "truncated", "the last line is cut short")
-        return reject(name, "unreadable", f"not valid NDJSON ({type(exc).__name__})")
-
-    try:
-        schema = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
-        nested = [c for c, t in schema.items() if t.is_nested()]
-        lazy = pl.scan_ndjson(
-            path,
-            schema={c: pl.String for c in schema},
-            row_index_name=ROW_NUMBER,
-            row_index_offset=1,
-        )
-        if nested:
-            # A nested object under a declared name can never be a cell value.
-            lazy = lazy.with_columns(pl.lit(NESTED).alias(c) for c in nested)
-    except Exception as exc:  # noqa: BLE001 - see _guarded
-        raise on_error(exc) from None
-    batches = _guarded(
-        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, _count(lazy, on_error)
-    )
-    return RawExtract(name, list(schema), batches)
-
-
-def _open_parquet(path: Path, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
-    name = path.name
-
-    def on_error(exc: Exception) -> DeliveryRejected:
-        return reject(name, "unreadable", f"not readable as Parquet ({type(exc).__name__})")
-
-    try:
-        pl.read_parquet_schema(path)
-        expected = pq.ParquetFile(path).metadata.num_rows
-        lazy = pl.scan_parquet(path, row_index_name=ROW_NUMBER, row_index_offset=1)
-        columns = lazy.collect_schema().names()
-    except Exception as exc:  # noqa: BLE001 - see _guarded
-        truncated = path.stat().st_size < 12 or path.read_bytes()[-4:] != b"PAR1"
-        if truncated:
-            raise reject(name, "truncated", "the Parquet footer is missing") from None
-        raise on_error(exc) from None
-    batches = _guarded(
-        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, expected
-    )
-    return RawExtract(name, columns[1:], batches)
+    if source.size == 0:
+        raise reject(source.name, "unreadable", "file is empty (0 bytes)")
+    extract = read_source(source, contract, chunk_rows)
+    extract.source = source
+    return extract
 
 
 # --- conforming headers ----------------------------------------------------------------------
@@ -350,21 +97,6 @@ def _open_parquet(path: Path, contract: DepartmentContract, chunk_rows: int) -> 
 
 def _normalise_header(name: str) -> str:
     return " ".join(name.replace("\ufeff", "").split()).casefold()
-
-
-def _reject_repeated(header: list[str], contract: DepartmentContract, file_name: str) -> None:
-    """A header naming a column twice is ambiguous. Only declared names are quoted: in a file
-    without a header row the 'header' is a row of data."""
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if not repeated:
-        return
-    declared = {raw for c in contract.columns for raw in c.raw_names}
-    named = [h for h in repeated if h in declared]
-    others = len(repeated) - len(named)
-    detail = f"header repeats column(s) {named}" if named else "header repeats column names"
-    if named and others:
-        detail += f" and {others} undeclared name(s)"
-    raise reject(file_name, "duplicate_column", detail, len(repeated))
 
 
 @dataclass(frozen=True)
@@ -377,12 +109,32 @@ class Conformance:
     missing_optional: tuple[str, ...] = ()  # canonical names absent from the file
 
 
+def _reject_alias_collisions(
+    header: list[str], contract: DepartmentContract, file_name: str
+) -> None:
+    """Which of two headers for one column holds the truth is unknowable: reject, naming both
+    (they match declared names, so they are headers, not data)."""
+    collisions = []
+    for col in contract.columns:
+        spellings = {_normalise_header(raw) for raw in col.raw_names}
+        matching = [h for h in header if _normalise_header(h) in spellings]
+        if len(matching) > 1:
+            collisions.append(f"{' and '.join(repr(h) for h in matching)} both map to {col.name}")
+    if collisions:
+        raise reject(
+            file_name, "alias_collision", "; ".join(collisions) + f" ({len(collisions)} column(s))",
+            len(collisions),
+        )
+
+
 def conform_header(header: list[str], contract: DepartmentContract, file_name: str) -> Conformance:
     """Match raw headers to contract columns: physical name, then aliases, then loose spelling.
 
-    A repeated header, or a required column that cannot be found, rejects the delivery.
+    A repeated header, two headers naming one column (a column and its alias, or two
+    spellings of it), or a required column that cannot be found, rejects the delivery.
     """
-    _reject_repeated(header, contract, file_name)
+    reject_repeated(header, contract, file_name)
+    _reject_alias_collisions(header, contract, file_name)
     exact = set(header)
     loose = {_normalise_header(h): h for h in header}
     mapping: dict[str, str] = {}
@@ -579,16 +331,42 @@ def apply_value_maps(frame: pl.DataFrame, contract: DepartmentContract) -> pl.Da
 
 
 def nhs_mod11_valid(values: pl.Series) -> pl.Series:
-    """True if a 10-digit NHS number (spaces/hyphens allowed) has a valid mod-11 check digit;
-    null where the value is missing or not 10 digits (the pattern rule speaks for those).
+    """True if a 10-digit NHS number (spaces/hyphens allowed) has a valid mod-11 check digit
+    (schemas/identifiers.py); null where the value is missing or not 10 digits (the pattern
+    rule speaks for those)."""
+    digits = pl.col("v").cast(pl.String).str.replace_all(r"[\s-]", "")
+    number = pl.when(digits.str.contains(r"^\d{10}$")).then(digits.cast(pl.Int64, strict=False))
+    return pl.DataFrame({"v": values}).select(nhs_number_valid(number)).to_series()
 
-    Digits are taken arithmetically from the number as an integer, which is far faster than
-    slicing strings."""
-    digits = values.cast(pl.String).str.replace_all(r"[\s-]", "")
-    shaped = digits.str.contains(r"^\d{10}$")
-    number = digits.cast(pl.Int64, strict=False)
-    total = sum(((number // 10 ** (9 - i)) % 10) * (10 - i) for i in range(9))
-    check = 11 - total % 11
-    check = check.zip_with(check != 11, pl.zeros(len(check), pl.Int64, eager=True))
-    valid = (check != 10) & (check == number % 10)
+
+# HMRC NIM39110: prefixes never issued. First letter not D F I Q U V; second not D F I O Q U V;
+# and these pairs never. (Temporary numbers beginning TN are not NI numbers either.)
+NI_BAD_FIRST = "DFIQUV"
+NI_BAD_SECOND = "DFIOQUV"
+NI_NEVER_ISSUED = ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ")
+
+
+def ni_prefix_valid(values: pl.Series) -> pl.Series:
+    """True if an NI number's two-letter prefix is one HMRC issues; null where the value is
+    missing or does not start with two letters (the pattern rule speaks for those)."""
+    prefix = values.cast(pl.String).str.replace_all(r"\s", "").str.to_uppercase().str.slice(0, 2)
+    shaped = prefix.str.contains(r"^[A-Z]{2}$")
+    first, second = prefix.str.slice(0, 1), prefix.str.slice(1, 1)
+    valid = (
+        ~first.is_in(list(NI_BAD_FIRST))
+        & ~second.is_in(list(NI_BAD_SECOND))
+        & ~prefix.is_in(list(NI_NEVER_ISSUED))
+    )
     return valid.zip_with(shaped.fill_null(False), pl.Series([None] * len(valid), dtype=pl.Boolean))
+
+
+def plausible_dates(values: pl.Series, col: Column, extract_date: date) -> pl.Series:
+    """True where a date lies within the column's plausible range; null where missing."""
+    bounds = col.plausible_range
+    inside = values.is_not_null()
+    if bounds is not None and bounds.earliest is not None:
+        inside = inside & (values >= bounds.earliest)
+    if bounds is not None and bounds.latest is not None:
+        latest = extract_date if bounds.latest == "extract_date" else bounds.latest
+        inside = inside & (values <= latest)
+    return inside.zip_with(values.is_not_null(), pl.Series([None] * len(values), dtype=pl.Boolean))

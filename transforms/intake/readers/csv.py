@@ -1,0 +1,161 @@
+"""CSV extracts: encoding, compression and line ends recognised, then read by Polars in chunks.
+
+Polars reads the open descriptor (`Source.reader_path`) with `glob=False`. Its parse errors can
+quote cell text, so they are replaced by a rule and, where Python's own `csv` module can find
+it, the line where the file stops making sense.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+
+import polars as pl
+
+from schemas.contract import DepartmentContract
+from transforms.intake.common import (
+    ROW_NUMBER,
+    RawExtract,
+    count_rows,
+    guarded,
+    reject,
+    reject_repeated,
+)
+from transforms.intake.readers.text import decompressed, wide_encoding
+from transforms.intake.source import Source
+
+
+def header_of(first_line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([first_line], delimiter=delimiter), [])
+
+
+def ends_truncated(data_tail: str, delimiter: str, width: int) -> bool:
+    """A file cut off mid-row: no final newline and a last line shorter than the header."""
+    if data_tail.endswith(("\n", "\r")):
+        return False
+    last_line = data_tail.splitlines()[-1] if data_tail else ""
+    if last_line.count('"') % 2 == 1:
+        return True
+    return len(header_of(last_line, delimiter)) < width
+
+
+def looks_utf8(raw: bytes) -> bool:
+    """Bytes that decode as UTF-8 and use multi-byte sequences were not written as cp1252."""
+    if raw.isascii():
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def utf8_valid(blocks) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for block in blocks:
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def source_blocks(source: Source, size: int = 1 << 20):
+    for offset in range(0, source.size, size):
+        yield source.read_at(offset, size)
+
+
+def where_csv_breaks(text: str, delimiter: str, width: int) -> str:
+    """The first line at which `text` stops being CSV with `width` fields, in words."""
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    try:
+        for record in reader:
+            if len(record) > width:
+                return f"line {start} has {len(record)} fields, the header {width}"
+            start = reader.line_num + 1
+    except csv.Error:
+        return f"line {start} has a quoted field that is not closed or a misplaced quote"
+    return "no line found at fault"
+
+
+def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
+    name = source.name
+    declared = codecs.lookup(contract.encoding).name
+    data = decompressed(source, contract)
+    wide = wide_encoding(data[:4096] if data is not None else source.head(4096))
+    if wide and not declared.startswith(("utf-16", "utf-32")):
+        raise reject(name, "encoding", f"file is {wide[0]}; the contract declares "
+                     f"{contract.encoding}")
+    if data is None and source.long_line is not None:
+        limit = contract.limits.max_line_bytes
+        raise reject(name, "resource_limit",
+                     f"line {source.long_line} is longer than {limit} bytes (maxLineBytes)")
+    reader_source: str | bytes
+    if declared == "utf-8" and data is None:
+        reader_source = source.reader_path
+        head_text = source.head().decode("utf-8", errors="replace").removeprefix("\ufeff")
+        tail_text = source.tail().decode("utf-8", errors="replace")
+    else:
+        raw = data if data is not None else source.read_bytes()
+        if declared == "utf-8":
+            text = raw.decode("utf-8", errors="replace")
+            reader_source = raw
+        else:
+            if not wide and looks_utf8(raw):
+                raise reject(name, "encoding",
+                             f"file is UTF-8 but the contract declares {contract.encoding}")
+            try:
+                text = raw.decode(wide[1] if wide and declared == "utf-16" else declared)
+            except UnicodeDecodeError:
+                raise reject(name, "encoding", f"file is not valid {contract.encoding}") from None
+            text = text.removeprefix("\ufeff")
+            reader_source = text.encode("utf-8")
+        del raw
+        head_text, tail_text = text[: 1 << 16], text[-(1 << 16) :]
+        del text
+    # Classic Mac exports end lines with CR alone; Polars reads them given the line end.
+    eol = "\r" if "\n" not in head_text and "\r" in head_text else "\n"
+    header = header_of(head_text.splitlines()[0] if head_text else "", contract.delimiter)
+    if not header or header == [""]:
+        raise reject(name, "unreadable", "no header row")
+    # Checked on the header as written: Polars would rename the second copy silently.
+    reject_repeated(header, contract, name)
+    if ends_truncated(tail_text, contract.delimiter, len(header)):
+        raise reject(name, "truncated", "the last row is cut short (no final newline)")
+
+    def whole_text() -> str:
+        if isinstance(reader_source, bytes):
+            return reader_source.decode("utf-8", errors="replace")
+        return source.read_bytes().decode("utf-8", errors="replace")
+
+    def on_error(exc: BaseException) -> Exception:
+        if isinstance(reader_source, str) and not utf8_valid(source_blocks(source)):
+            return reject(name, "encoding", "file is not valid UTF-8")
+        where = where_csv_breaks(whole_text(), contract.delimiter, len(header))
+        if "more fields" in str(exc):
+            return reject(name, "unreadable", f"rows have more fields than the header ({where})")
+        return reject(name, "unreadable", f"not parseable as CSV ({where})")
+
+    try:
+        lazy = pl.scan_csv(
+            reader_source,
+            separator=contract.delimiter,
+            infer_schema=False,
+            row_index_name=ROW_NUMBER,
+            row_index_offset=1,
+            raise_if_empty=False,
+            eol_char=eol,
+            glob=False,
+        )
+        columns = lazy.collect_schema().names()
+    except (Exception, pl.exceptions.PanicException) as exc:  # noqa: BLE001 - values in text
+        raise on_error(exc) from None
+    batches = guarded(
+        lazy.collect_batches(chunk_size=chunk_rows), name, on_error, count_rows(lazy, on_error),
+        drop_blank=True,
+    )
+    return RawExtract(name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches)

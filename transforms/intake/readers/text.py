@@ -1,0 +1,81 @@
+"""What a text extract (CSV, NDJSON, JSON) really is before any parser sees it.
+
+Compression, byte-order marks and UTF-16/32 are recognised from the first bytes, so a gzip file
+named `.csv` or a UTF-16 export is named as what it is instead of failing as something else:
+accepted when the contract allows it, otherwise rejected under `compression` or `encoding`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import zlib
+
+from schemas.contract import DepartmentContract
+from transforms.intake.common import reject
+from transforms.intake.source import Source
+
+_GZIP = b"\x1f\x8b"
+_ZIP = b"PK\x03\x04"
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 (little-endian)", "utf-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32 (big-endian)", "utf-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)", "utf-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)", "utf-16"),
+)
+
+
+def wide_encoding(head: bytes) -> tuple[str, str] | None:
+    """(description, codec) of UTF-16/32 text, by its BOM or by NUL bytes between ASCII ones."""
+    for bom, words, codec in _BOMS:
+        if head.startswith(bom):
+            return words, codec
+    sample = head[:4096]
+    if len(sample) >= 8 and sample.count(0) * 3 > len(sample):
+        even_nuls = sample[0::2].count(0)
+        odd_nuls = sample[1::2].count(0)
+        if odd_nuls > even_nuls:
+            return "UTF-16 (little-endian, no byte-order mark)", "utf-16-le"
+        return "UTF-16 (big-endian, no byte-order mark)", "utf-16-be"
+    return None
+
+
+def decompressed(source: Source, contract: DepartmentContract) -> bytes | None:
+    """The file's bytes unpacked if it is compressed and the contract allows it; None if it is
+    not compressed; a rejection if it is compressed and the contract does not say so."""
+    head = source.head(8)
+    name = source.name
+    if head.startswith(_ZIP):
+        raise reject(name, "compression", "file is a zip archive (or a spreadsheet), not text")
+    if not head.startswith(_GZIP):
+        return None
+    if contract.compression != "gzip":
+        raise reject(
+            name, "compression",
+            f"file is gzip-compressed; the contract declares {contract.compression}",
+        )
+    limit = contract.limits.max_decompressed_bytes
+    try:
+        with gzip.GzipFile(fileobj=_Reader(source)) as stream:
+            data = stream.read(limit + 1)
+    except (OSError, EOFError, zlib.error):
+        raise reject(name, "truncated", "the gzip stream is damaged or cut short") from None
+    if len(data) > limit:
+        raise reject(
+            name, "resource_limit",
+            f"unpacks to more than the contract's {limit} bytes (maxDecompressedBytes)",
+        )
+    return data
+
+
+class _Reader:
+    """A minimal file object over a Source, for gzip."""
+
+    def __init__(self, source: Source) -> None:
+        self.source, self.offset = source, 0
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.source.size - self.offset if size is None or size < 0 else size
+        data = self.source.read_at(self.offset, size)
+        self.offset += len(data)
+        return data
