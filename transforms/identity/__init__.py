@@ -1,18 +1,26 @@
 """Identity: keyed pseudonyms instead of identifiers, then one person per resident.
 
 `pseudonymise` (with `normalise` and `keys`) is the last place identifiable values exist;
-`secure` stores tokens, `link` joins records of one person across departments, `population`
-collapses them to one row per resident. `keys` is public as a module: the key custody
+`secure` stores tokens, `link` joins records of one person across departments, `opt_out`
+removes every record of residents who objected, `population` collapses the rest to one row
+per resident. `keys` is public as a module: the key custody
 commands use much of it.
 """
 
 from transforms.identity.geography import load_geography
 from transforms.identity.link import link, load_linkage_rules
+from transforms.identity.opt_out import (
+    apply_opt_outs,
+    read_register,
+    registers_apart,
+    release_extract_date,
+)
 from transforms.identity.population import build_population
 from transforms.identity.pseudonymise import pseudonymise
 from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
 
 __all__ = [
+    "apply_opt_outs",
     "build_population",
     "latest_tokens",
     "link",
@@ -20,6 +28,9 @@ __all__ = [
     "load_linkage_rules",
     "pseudonymise",
     "read_metadata",
+    "read_register",
+    "registers_apart",
+    "release_extract_date",
     "tokens_dir",
     "write_tokens",
 ]
