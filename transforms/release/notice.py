@@ -83,7 +83,9 @@ class _Text(HTMLParser):
         if tag in ("style", "script", "title", "head"):
             self._skip -= 1
         elif tag in ("p", "li", "h1", "h2", "h3"):
-            self.parts.append(".\n" if tag.startswith("h") else "\n")
+            # A heading or list item is a sentence of its own to a reader (and to textstat).
+            done = "".join(self.parts).rstrip().endswith((".", "!", "?", ":"))
+            self.parts.append("\n" if done else ".\n")
 
     def handle_data(self, data):
         if not self._skip:
