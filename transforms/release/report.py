@@ -68,6 +68,14 @@ def markdown_summary(report: ReleaseReport) -> str:
         f"{d.rows_quarantined} |"
         for d in report.deliveries
     ]
+    if report.opt_out:
+        o = report.opt_out
+        lines += [
+            "",
+            f"Opt-outs: {o['objections_received']} objections received, "
+            f"{o['objections_matched']} matched, {o['objections_applied']} applied; "
+            f"{o['records_removed']} records of {o['residents_removed']} residents removed.",
+        ]
     lines += ["", "| table | rows published | cells withheld |", "|---|---:|---:|"]
     lines += [
         f"| {t['table']} | {t['rows_published']} | {t['cells_suppressed']} |" for t in report.tables
