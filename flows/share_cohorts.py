@@ -327,13 +327,8 @@ def share_cohorts(
         release_id=release_id,
         key_id=key_id,
         tables=[t["table"] for t in staged["tables"]],
-    )
-    audit.record_event(settings.root, "opt_outs_applied", release_id=release_id, **report.opt_out)
-    audit.record_event(
-        settings.root,
-        "transparency_notice_written",
-        release_id=release_id,
-        readability=read_report(settings.root, release_id).transparency["readability"],
+        opt_out=report.opt_out,  # counts only
+        notice_readability=read_report(settings.root, release_id).transparency["readability"],
     )
     logger.info("release %s staged; report at %s", release_id, html_path)
     if demo_approval:
