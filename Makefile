@@ -21,7 +21,7 @@ export GX_ANALYTICS_ENABLED := false
 # Prefect API server`. Give it two minutes (docs/architecture.md, Traps).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: demo test lint bench setup browser clean
+.PHONY: demo test lint bench setup browser clean axe-core
 
 setup: .venv/.synced
 
@@ -42,6 +42,15 @@ browser:
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# axe-core checks the residents' notice in Chromium. It is vendored (MPL-2.0) so that tests never
+# download; this refreshes it from npm: `make axe-core AXE_VERSION=x.y.z`.
+AXE_VERSION ?= 4.14.1
+axe-core:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && \
+		tar xzf axe-core-$(AXE_VERSION).tgz && \
+		cp package/axe.min.js package/LICENSE $(CURDIR)/tests/accessibility/axe-core/ && \
+		sha256sum $(CURDIR)/tests/accessibility/axe-core/axe.min.js && rm -rf $$tmp
 
 test: setup browser
 	$(UV) run --frozen pytest -q

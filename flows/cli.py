@@ -94,6 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     for department, rows in sorted(summary.rows.items()):
         print(f"  {department:<20} {rows:>9,} rows")
+    print(f"  {'opt-out register':<20} {summary.objections:>9,} objections")
     print(
         f"Wrote {len(summary.rows)} extracts under {args.root / 'landing'} "
         f"in {summary.seconds:.1f} s"
@@ -130,6 +131,15 @@ def _print_deliveries(root: Path, release_id: str) -> None:
         print(line + (f"\n    {rejection}" if rejection else ""))
     for item in report.not_ingested:
         print(f"  not ingested: landing/{item['path']}: {item['reason']}")
+    if report.opt_out:
+        o = report.opt_out
+        print(
+            f"  opt-outs: {o['objections_received']:,} objections received, "
+            f"{o['objections_matched']:,} matched, {o['objections_applied']:,} applied; "
+            f"{o['records_removed']:,} records of {o['residents_removed']:,} residents removed"
+        )
+    if report.transparency:
+        print(f"  notice for residents: {root / 'reports' / release_id / 'notice.html'}")
 
 
 def cmd_approve(args: argparse.Namespace) -> int:

@@ -21,10 +21,11 @@ from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
 from flows.settings import Settings
 from schemas.cohorts import load_cohorts, load_indicators
-from schemas.contract import load_contracts
+from schemas.contract import departments, load_contracts, opt_out_registers
 from schemas.errors import ConfigError, DeliveryRejected, KeyCustodyError, NoDataError
 from schemas.policy import load_policy
 from schemas.report import DeliverySummary, ReleaseReport
+from schemas.transparency import TRANSPARENCY_FILE, load_transparency
 from transforms.disclosure import (
     anonymise,
     check_definitions,
@@ -36,6 +37,7 @@ from transforms.files import write_parquet
 from transforms.identity import (
     GEOGRAPHY_FILE,
     PersonFeatures,
+    apply_opt_outs,
     build_population,
     latest_tokens,
     link,
@@ -43,6 +45,9 @@ from transforms.identity import (
     load_linkage_rules,
     person_features,
     pseudonymise,
+    read_register,
+    registers_apart,
+    release_extract_date,
     write_tokens,
 )
 from transforms.intake import (
@@ -54,9 +59,9 @@ from transforms.intake import (
     printable,
     receive_delivery,
 )
-from transforms.release import audit, catalogue, differencing, history
+from transforms.release import audit, catalogue, differencing, history, notice
 from transforms.release import gates as release_checks
-from transforms.release.report import markdown_summary, write_report
+from transforms.release.report import markdown_summary, read_report, write_report
 
 LIMITATIONS = [
     "Cohort tables count every linked resident with a known area; the record-level "
@@ -82,7 +87,8 @@ HIDDEN_GROUPS = {
 def check_declarations(contracts_dir: Path, contract_set: dict) -> PersonFeatures:
     """Everything declarative is checked before any data is read: attributes, indicators,
     cohort definitions against the population they will count."""
-    features = person_features(contract_set, load_indicators(contracts_dir / "indicators.yaml"))
+    indicators = load_indicators(contracts_dir / "indicators.yaml")
+    features = person_features(departments(contract_set), indicators)
     check_definitions(
         load_cohorts(contracts_dir / "cohorts.yaml"),
         features.columns(),
@@ -151,21 +157,34 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
 @task(persist_result=False, cache_policy=NO_CACHE)
 @guarded
 def link_population(settings: Settings, key_id: str, features: PersonFeatures) -> dict[str, Any]:
-    """Link the latest accepted delivery of every department into one population of residents."""
-    inputs = latest_tokens(settings.root)
+    """Link the latest accepted delivery of every department into one population of residents,
+    without the records of residents whose objection in the opt-out register applies."""
+    contract_set = load_contracts(settings.contracts)
+    inputs, registers = registers_apart(
+        latest_tokens(settings.root), opt_out_registers(contract_set)
+    )
     if not inputs:
         raise NoDataError(
             f"no accepted deliveries under {settings.root / 'secure'}: put extracts in "
             f"{settings.root / 'landing'}/<department>/ (or run `cohortshare generate`)"
         )
-    stale = sorted(p.parent.name for p, meta in inputs.items() if meta["key_id"] != key_id)
+    stale = sorted(
+        p.parent.name for p, meta in {**inputs, **registers}.items() if meta["key_id"] != key_id
+    )
     if stale:
         raise KeyCustodyError(
             f"secure tokens of {', '.join(stale)} were made with another key than {key_id}; "
             "run `cohortshare key rotate` or re-deliver those extracts"
         )
     records = pl.concat([pl.read_parquet(p) for p in inputs], how="diagonal_relaxed")
-    linked, link_counts = link(records, load_linkage_rules(settings.contracts / "linkage.yaml"))
+    rules = load_linkage_rules(settings.contracts / "linkage.yaml")
+    linked, link_counts = link(records, rules)
+    register, register_id = read_register(registers)
+    purpose = load_transparency(settings.contracts / TRANSPARENCY_FILE).purpose.code
+    linked, opt_outs = apply_opt_outs(
+        linked, register, rules, purpose, release_extract_date(inputs)
+    )
+    opt_outs.register_delivery_id = register_id
     population, _incomplete, population_counts = build_population(linked, features)
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)
@@ -176,6 +195,7 @@ def link_population(settings: Settings, key_id: str, features: PersonFeatures) -
             meta["department"]: meta.get("pseudonymisation", {}) for meta in inputs.values()
         },
         "linkage": link_counts.to_dict(),
+        "opt_out": opt_outs.to_dict(),
         "population": population_counts.to_dict(),
     }
 
@@ -257,10 +277,14 @@ def build_report(
     settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contracts
 ):
     people = linked["population"]
+    opt_out = linked["opt_out"]
+    register = _delivery_summaries(settings, [opt_out["register_delivery_id"]])
+    opt_out["register_delivery"] = register[0].model_dump(mode="json") if register else None
     accounting = {
         "rows_received": sum(d.rows_received for d in deliveries),
         "rows_quarantined": sum(d.rows_quarantined for d in deliveries),
         "records_accepted": sum(d.rows_accepted for d in deliveries),
+        "records_removed_by_opt_out": opt_out["records_removed"],
         "records_linked": people["records"],
         "people_linked": people["people"],
         "people_withheld_no_area": people["people_incomplete"],
@@ -270,7 +294,8 @@ def build_report(
     accounting["balanced"] = (
         accounting["rows_received"]
         == accounting["records_accepted"] + accounting["rows_quarantined"]
-        and accounting["records_accepted"] == accounting["records_linked"]
+        and accounting["records_accepted"]
+        == accounting["records_removed_by_opt_out"] + accounting["records_linked"]
         and people["people"] == people["people_incomplete"] + staged["people_counted"]
     )
     return ReleaseReport(
@@ -289,6 +314,8 @@ def build_report(
         deliveries=deliveries,
         pseudonymisation={"key_id": key_id, **linked["pseudonymisation"]},
         linkage=linked["linkage"],
+        opt_out=opt_out,
+        transparency=_notice_content(settings, policy, contracts),
         population=people,
         anonymisation=anonymised,
         tables=staged["tables"],
@@ -299,6 +326,14 @@ def build_report(
         checks=staged["checks"],
         limitations=LIMITATIONS,
     )
+
+
+def _notice_content(settings: Settings, policy, contracts) -> dict[str, Any]:
+    """What the residents' transparency notice says, from the declarative inputs only."""
+    shared = departments(contracts)
+    declared = load_transparency(settings.contracts / TRANSPARENCY_FILE, list(shared))
+    cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
+    return notice.notice_content(declared, shared, policy, cohorts)
 
 
 @flow(name="share_cohorts", log_prints=False)
@@ -370,6 +405,8 @@ def share_cohorts(
         release_id=release_id,
         key_id=key_id,
         tables=[t["table"] for t in staged["tables"]],
+        opt_out=report.opt_out,  # counts only
+        notice_readability=read_report(settings.root, release_id).transparency["readability"],
     )
     logger.info("release %s staged; report at %s", release_id, html_path)
     if demo_approval:

@@ -64,6 +64,10 @@ POLARS_TYPES: dict[str, type[pl.DataType]] = {
     "boolean": pl.Boolean,
 }
 
+# A department's extract is linked and counted; the opt-out register is only matched against
+# it, to remove residents who objected (customProperties `deliveryType`, default department).
+DeliveryType = Literal["department", "opt_out"]
+
 CONTRACT_SUFFIX = ".odcs.yaml"
 RULE_ENGINE = "cohortshare"
 # A delivery whose quarantined share is above this is rejected unless the contract says otherwise.
@@ -154,6 +158,7 @@ class DepartmentContract(BaseModel):
     version: str
     title: str
     path: str
+    delivery_type: DeliveryType = "department"
     format: FileFormat
     file_pattern: str
     delimiter: str = ","
@@ -429,6 +434,7 @@ def _parse_odcs(
             version=odcs.version,
             title=odcs.name or department,
             path=str(path),
+            delivery_type=custom.get("deliveryType", "department"),
             format=custom.get("format"),
             file_pattern=custom.get("filePattern", "*"),
             delimiter=custom.get("delimiter", ","),
@@ -467,6 +473,16 @@ def load_contracts(directory: Path) -> dict[str, DepartmentContract]:
             f"{len(problems)} problem(s) in data contracts: " + "; ".join(problems)
         )
     return contracts
+
+
+def departments(contracts: dict[str, DepartmentContract]) -> dict[str, DepartmentContract]:
+    """The contracts of departments, whose records are linked and counted: not the opt-out
+    register, which is received the same way but only removes residents."""
+    return {n: c for n, c in contracts.items() if c.delivery_type == "department"}
+
+
+def opt_out_registers(contracts: dict[str, DepartmentContract]) -> dict[str, DepartmentContract]:
+    return {n: c for n, c in contracts.items() if c.delivery_type == "opt_out"}
 
 
 # --- comparing versions --------------------------------------------------------------------
@@ -545,6 +561,8 @@ def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[s
     for rule in new.cross_field_rules:
         if old_rules.get(rule.name) != rule:
             found.append(f"cross-field rule '{rule.name}': added or changed")
+    if new.delivery_type != old.delivery_type:
+        found.append(f"delivery type changed from {old.delivery_type} to {new.delivery_type}")
     if new.format != old.format or new.delimiter != old.delimiter or new.encoding != old.encoding:
         found.append("file: format, delimiter or encoding changed")
     if new.sheet != old.sheet:

@@ -33,6 +33,10 @@ class ReleaseReport(BaseModel):
     deliveries: list[DeliverySummary]
     pseudonymisation: dict[str, Any]
     linkage: dict[str, Any]
+    # Opt-out register: objections received, matched, applied; records removed (counts only).
+    opt_out: dict[str, Any] | None = None
+    # The residents' transparency notice: its declared content and measured readability.
+    transparency: dict[str, Any] | None = None
     population: dict[str, Any]
     anonymisation: dict[str, Any]
     tables: list[dict[str, Any]]

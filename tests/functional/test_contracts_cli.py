@@ -100,6 +100,7 @@ def test_docs_render_a_page_per_contract(contracts, tmp_path, capsys):
         "council_tax.md",
         "housing.md",
         "index.md",
+        "opt_out.md",  # the opt-out register has a contract page too
     ]
     page = (out / "adult_social_care.md").read_text(encoding="utf-8")
     assert "# Adult social care clients" in page

@@ -29,17 +29,18 @@ def test_a_failed_run_resumes_without_reprocessing_or_duplicates(
 
     with pytest.raises(ConfigError, match="disclosure_policy.yaml"):
         share_cohorts(root=str(root), contracts=str(contracts), demo=True)
-    assert len(DeliveryRegistry(root).all()) == 5
+    assert len(DeliveryRegistry(root).all()) == 6  # five departments and the opt-out register
     assert not (root / "staging").exists() or not any((root / "staging").iterdir())
     assert not (root / "published").exists()
 
     policy.write_text(good)
     release = share_cohorts(root=str(root), contracts=str(contracts), demo=True)
 
-    assert len(DeliveryRegistry(root).all()) == 5  # nothing processed twice
+    assert len(DeliveryRegistry(root).all()) == 6  # nothing processed twice
     secure = sorted(p.parent.name for p in (root / "secure" / "pseudonymised").rglob("*.parquet"))
     assert secure == sorted(
-        ["adult_social_care", "benefits", "childrens_services", "council_tax", "housing"]
+        ["adult_social_care", "benefits", "childrens_services", "council_tax", "housing",
+         "opt_out"]
     )
     assert [p.name for p in (root / "staging").iterdir()] == [release]
     assert not list(root.rglob("*.tmp"))

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from schemas.cohorts import load_cohorts, load_indicators
-from schemas.contract import load_contracts
+from schemas.contract import departments, load_contracts
 from tests.integration.test_linkage_quality import link_council
 from transforms.disclosure import load_hierarchies
 from transforms.disclosure.tabulate import TRUE, true_cells
@@ -34,7 +34,8 @@ def council(tmp_path_factory):
     root = tmp_path_factory.mktemp("truth_council")
     linked, with_ids, _, _ = link_council(root, noise=0.0, residents=RESIDENTS, seed=11)
     contracts = load_contracts(CONTRACTS)
-    features = person_features(contracts, load_indicators(CONTRACTS / "indicators.yaml"))
+    indicators = load_indicators(CONTRACTS / "indicators.yaml")
+    features = person_features(departments(contracts), indicators)
     population, _, _ = build_population(linked, features)
     truth = pl.read_parquet(root / "synthetic_truth" / "truth.parquet")
     residents = pl.read_parquet(root / "synthetic_truth" / "residents.parquet")

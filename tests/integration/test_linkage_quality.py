@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.contract import load_contracts
+from schemas.contract import departments, load_contracts
 from tests.leaks import landing_identifiers
 from transforms.identity.geography import load_geography
 from transforms.identity.keys import PseudonymisationKey
@@ -58,7 +58,7 @@ def link_council(root: Path, noise: float, residents: int = RESIDENTS, seed: int
     from transforms.synthetic import generate_council
 
     generate_council(root, residents, seed=seed, noise=noise)
-    contracts = load_contracts(CONTRACTS)
+    contracts = departments(load_contracts(CONTRACTS))  # the opt-out register is not linked
     rules = load_linkage_rules(CONTRACTS / "linkage.yaml")
     geography = load_geography()
     frames, record_ids, pseudonymised = [], [], []

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.cohorts import CohortDefinitions, CohortTable, Dimension, load_cohorts, load_indicators
-from schemas.contract import load_contracts
+from schemas.contract import departments, load_contracts
 from schemas.errors import ConfigError
 from transforms.disclosure import check_definitions, load_hierarchies
 from transforms.identity import person_features
@@ -17,7 +17,7 @@ CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
 
 def _columns():
     features = person_features(
-        load_contracts(CONTRACTS), load_indicators(CONTRACTS / "indicators.yaml")
+        departments(load_contracts(CONTRACTS)), load_indicators(CONTRACTS / "indicators.yaml")
     )
     return features.columns()
 

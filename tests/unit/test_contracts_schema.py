@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.contract import load_contracts
+from schemas.contract import departments, load_contracts, opt_out_registers
 from schemas.errors import ContractError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,9 +16,14 @@ CONTRACTS = REPO / "data_contracts"
 
 def test_the_shipped_contracts_load_with_our_custom_properties():
     contracts = load_contracts(CONTRACTS)
-    assert set(contracts) == {
+    assert set(departments(contracts)) == {
         "adult_social_care", "childrens_services", "housing", "council_tax", "benefits"
     }
+    # The opt-out register is received like an extract but is no department: never counted.
+    assert set(opt_out_registers(contracts)) == {"opt_out"} == set(contracts) - set(
+        departments(contracts)
+    )
+    assert contracts["opt_out"].delivery_type == "opt_out"
     asc = contracts["adult_social_care"]
     assert asc.column("nhs_number").check_digit == "nhs_mod11"
     assert "NHS No" in asc.column("nhs_number").aliases

@@ -220,7 +220,8 @@ def test_rotation_retokenises_the_secure_zone_and_records_only_key_ids(
     new = PseudonymisationKey(bytes(reversed(SECRET)))
     summary = rotate_key(root, contracts, new_key=new)
 
-    assert summary.deliveries_retokenised == len(files) == 5
+    # five departments and the opt-out register, whose tokens must match theirs
+    assert summary.deliveries_retokenised == len(files) == 6
     assert summary.derived_files_removed == 1
     assert read_key_file(path) == new  # the old key is gone from its store
     for p in files:
@@ -268,4 +269,5 @@ def test_rotation_refuses_keys_it_cannot_rewrite_and_orphans(no_block, council, 
         rotate_key(root, contracts)
     assert read_key_file(path) == key  # refused before anything changed
     summary = rotate_key(root, contracts, discard_orphans=True)
-    assert summary.deliveries_discarded == 1 and summary.deliveries_retokenised == 4
+    # four departments and the opt-out register remain
+    assert summary.deliveries_discarded == 1 and summary.deliveries_retokenised == 5

@@ -58,11 +58,11 @@ def _features(indicators):
     from pathlib import Path
 
     from schemas.cohorts import IndicatorDefinitions
-    from schemas.contract import load_contracts
+    from schemas.contract import departments, load_contracts
     from transforms.identity.population import person_features
 
     contracts = load_contracts(Path(__file__).resolve().parents[2] / "data_contracts")
-    return person_features(contracts, IndicatorDefinitions(indicators=indicators))
+    return person_features(departments(contracts), IndicatorDefinitions(indicators=indicators))
 
 
 def test_attributes_combine_as_declared_and_indicators_hold_when_any_record_meets_them():

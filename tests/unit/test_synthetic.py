@@ -363,7 +363,8 @@ def test_logs_carry_no_identifier_values(tmp_path, caplog):
 
 def test_a_tiny_council_still_writes_every_extract(tmp_path):
     summary = generate_council(tmp_path, 1, 0, extract_date=dt.date(2025, 4, 1))
-    assert len(summary.files) == len(DEPARTMENTS) + 2
+    # every extract, the opt-out register, and three ground-truth files
+    assert len(summary.files) == len(DEPARTMENTS) + 4
     assert all(path.is_file() and "20250401" in path.name for path in summary.files[:5])
 
 

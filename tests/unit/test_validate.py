@@ -162,7 +162,11 @@ def test_the_synthetic_council_is_accepted_and_every_row_accounted_for(tmp_path)
         outcome = received.outcome
         registry.record(outcome)
         assert outcome.status == "accepted"
-        assert outcome.rows_received == summary.rows[department]
+        # The opt-out register is received by the same intake; its rows are objections.
+        expected = (
+            summary.objections if contract.delivery_type == "opt_out" else summary.rows[department]
+        )
+        assert outcome.rows_received == expected
         assert outcome.rows_received == outcome.rows_accepted + outcome.rows_quarantined
         assert received.frame.height == outcome.rows_accepted
         assert outcome.dropped_columns == () and outcome.renamed_columns == {}

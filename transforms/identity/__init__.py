@@ -2,14 +2,20 @@
 
 `pseudonymise` (with `normalise` and `keys`) is the last place identifiable values exist;
 `secure` stores tokens, `link` joins records of one person across departments (its rules in
-`linkage_rules`, its connected components in `components`), `population`
-collapses them to one row per resident. `keys` is public as a module: the key custody
-commands use much of it.
+`linkage_rules`, its connected components in `components`), `opt_out` removes every record of
+residents who objected, `population` collapses the rest to one row per resident. `keys` is
+public as a module: the key custody commands use much of it.
 """
 
 from transforms.identity.geography import GEOGRAPHY_FILE, load_geography
 from transforms.identity.link import link
 from transforms.identity.linkage_rules import load_linkage_rules
+from transforms.identity.opt_out import (
+    apply_opt_outs,
+    read_register,
+    registers_apart,
+    release_extract_date,
+)
 from transforms.identity.population import PersonFeatures, build_population, person_features
 from transforms.identity.pseudonymise import pseudonymise
 from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
@@ -17,6 +23,7 @@ from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir,
 __all__ = [
     "PersonFeatures",
     "GEOGRAPHY_FILE",
+    "apply_opt_outs",
     "build_population",
     "person_features",
     "latest_tokens",
@@ -25,6 +32,9 @@ __all__ = [
     "load_linkage_rules",
     "pseudonymise",
     "read_metadata",
+    "read_register",
+    "registers_apart",
+    "release_extract_date",
     "tokens_dir",
     "write_tokens",
 ]

@@ -9,6 +9,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from schemas.report import ReleaseReport
 from transforms.files import write_text_atomically
+from transforms.release import notice
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent),
@@ -25,8 +26,17 @@ def _replace_text(path: Path, text: str) -> None:
 
 
 def write_report(root: Path, report: ReleaseReport) -> tuple[Path, Path]:
+    """Write the report, and the residents' notice beside it when the report carries its
+    content: every write (staging, a decision, a withdrawal) re-renders the notice."""
     folder = report_dir(root, report.release_id)
     folder.mkdir(parents=True, exist_ok=True)
+    if report.transparency is not None:
+        page = notice.render_notice(report)
+        readability = notice.readability(page)
+        report = report.model_copy(
+            update={"transparency": {**report.transparency, "readability": readability}}
+        )
+        _replace_text(folder / notice.NOTICE_FILE, page)
     json_path = folder / "anonymisation_report.json"
     html_path = folder / "anonymisation_report.html"
     _replace_text(json_path, json.dumps(report.model_dump(mode="json"), indent=2))
@@ -56,6 +66,14 @@ def markdown_summary(report: ReleaseReport) -> str:
         f"{d.rows_quarantined} |"
         for d in report.deliveries
     ]
+    if report.opt_out:
+        o = report.opt_out
+        lines += [
+            "",
+            f"Opt-outs: {o['objections_received']} objections received, "
+            f"{o['objections_matched']} matched, {o['objections_applied']} applied; "
+            f"{o['records_removed']} records of {o['residents_removed']} residents removed.",
+        ]
     lines += ["", "| table | rows published | cells withheld |", "|---|---:|---:|"]
     lines += [
         f"| {t['table']} | {t['rows_published']} | {t['cells_suppressed']} |" for t in report.tables

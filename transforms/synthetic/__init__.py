@@ -13,6 +13,7 @@ The package reads in the order the data is made:
 - `selection`: who each department holds, and its service fields;
 - `extracts`: each system's layout, record references and formatting;
 - `writers`: each system's file format, written atomically;
+- `opt_out`: the opt-out register of residents who objected, and who they are;
 - `streams`: the seeded random streams that keep those steps independent.
 
 Nothing here prints or logs an identifier value; log lines carry counts only.
@@ -47,6 +48,7 @@ from transforms.synthetic.identifiers import (
     synthetic_nhs_numbers,
     synthetic_ni_numbers,
 )
+from transforms.synthetic.opt_out import build_register
 from transforms.synthetic.population import (
     AGE_BANDS,
     COUNCIL_TAX_BAND_WEIGHTS,
@@ -150,6 +152,7 @@ class GenerationSummary:
     rows: dict[str, int]
     files: list[Path]
     seconds: float
+    objections: int = 0  # rows of the opt-out register
 
 
 def generate_council(
@@ -162,7 +165,8 @@ def generate_council(
 ) -> GenerationSummary:
     """Write a synthetic council under `root`: `landing/<department>/<department>_<YYYYMMDD>.<ext>`
     for every department, and the ground truth under `synthetic_truth/`. A share `invalid` of
-    each extract's rows breaks its contract (an unusable postcode), for the quarantine to catch."""
+    each extract's rows breaks its contract (an unusable postcode), for the quarantine to catch.
+    The opt-out register goes to `landing/opt_out/`, who objected to `synthetic_truth/`."""
     started = time.perf_counter()
     _check_arguments(residents, seed, noise, invalid)
     root = Path(root)
@@ -200,12 +204,24 @@ def generate_council(
         truths.append(_truth(records, noisy, department))
         log.info("synthetic %s: %d rows", department, extract.height)
 
+    register, objections = build_register(
+        people, households, random_stream(seed, "opt_out"), extract_date
+    )
+    path = root / "landing" / "opt_out" / f"opt_out_{stamp}.csv"
+    write_atomically(path, lambda target: register.write_csv(target))
+    files.append(path)
+    log.info("synthetic opt-out register: %d objections", register.height)
+
     truth_dir = root / "synthetic_truth"
     truth = pl.concat(truths)
     population = people.join(households, on="household_id", how="left", maintain_order="left").sort(
         "resident_id"
     )
-    for name, frame in (("truth.parquet", truth), ("residents.parquet", population)):
+    for name, frame in (
+        ("truth.parquet", truth),
+        ("residents.parquet", population),
+        ("opt_out.parquet", objections),
+    ):
         path = truth_dir / name
         write_atomically(path, lambda target, f=frame: f.write_parquet(target))
         files.append(path)
@@ -216,7 +232,9 @@ def generate_council(
         sum(rows.values()),
         seconds,
     )
-    return GenerationSummary(residents=residents, rows=rows, files=files, seconds=seconds)
+    return GenerationSummary(
+        residents=residents, rows=rows, files=files, seconds=seconds, objections=register.height
+    )
 
 
 def _check_arguments(residents: int, seed: int, noise: float, invalid: float) -> None:
