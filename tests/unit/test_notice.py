@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from schemas.cohorts import load_cohorts
 from schemas.contract import departments, load_contracts
 from schemas.errors import ConfigError
-from schemas.policy import load_cohorts, load_policy
+from schemas.policy import load_policy
 from schemas.report import ReleaseReport
 from schemas.transparency import load_transparency
 from transforms.release.notice import notice_content, readability, render_notice, visible_text
@@ -57,7 +58,7 @@ def test_the_notice_is_built_from_the_declared_content():
     page = render_notice(report())
     for text in ("Synthetic Borough Council", "Planning council services".lower(),
                  "People who get care and support as adults", "ethnic group",
-                 "Residents known to each department, by area and sex", "at least 10 people",
+                 "Residents known to each department, by ward and sex", "at least 10 people",
                  "nearest 5", "by 31 October 2026", "Research by the council or its partners",
                  "privacy@synthetic-borough.example"):
         assert text in page, text
