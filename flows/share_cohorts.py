@@ -38,7 +38,7 @@ from transforms.identity import (
 from transforms.intake import DeliveryRegistry, fingerprint_file, receive_delivery
 from transforms.release import audit, catalogue
 from transforms.release import gates as release_checks
-from transforms.release.report import markdown_summary, write_report
+from transforms.release.report import describe_release, markdown_summary, write_report
 
 LIMITATIONS = [
     "Secondary suppression treats every total of each table (over any of its columns) as "
@@ -230,6 +230,7 @@ def build_report(
         accounting=accounting,
         checks=staged["checks"],
         limitations=LIMITATIONS,
+        **describe_release(settings.contracts, contracts, policy),
     )
 
 
