@@ -34,6 +34,7 @@ def _svg(figure: Figure, title: str) -> str:
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
     prefix = f"chart{next(_serial)}-"
     text = re.sub(r'id="([^"]+)"', rf'id="{prefix}\1"', text)
     text = re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}\1)", text)
@@ -46,7 +47,7 @@ def _svg(figure: Figure, title: str) -> str:
 
 def _figure(rows: int) -> tuple[Figure, object]:
     with matplotlib.rc_context(STYLE):
-        figure = Figure(figsize=(WIDTH_INCHES, 0.9 + 0.32 * rows))
+        figure = Figure(figsize=(WIDTH_INCHES, 0.8 + 0.3 * rows))
         axes = figure.add_subplot()
     return figure, axes
 
@@ -102,7 +103,7 @@ def hidden_chart(group: str, values: dict[str, dict]) -> str | None:
     with matplotlib.rc_context(STYLE):
         figure, axes = _figure(len(rows))
         shares = [_share(h, p) for _, h, p in rows]
-        axes.barh(range(len(rows)), shares, color=HIDDEN)
+        axes.barh(range(len(rows)), shares, 0.6, color=HIDDEN)
         for i, ((_, hidden, people), share) in enumerate(zip(rows, shares, strict=True)):
             axes.text(share + 0.5, i, f"{share:.1f}% ({hidden:,} of {people:,})", va="center",
                       fontsize=8)
