@@ -104,12 +104,6 @@ class ReleaseReport(BaseModel):
     demo: bool
     policy: dict[str, Any]
     contracts: dict[str, str]  # department -> contract id and version
-    deliveries: list[DeliverySummary]
-    pseudonymisation: dict[str, Any]
-    linkage: dict[str, Any]
-    population: dict[str, Any]
-    anonymisation: dict[str, Any]
-    tables: list[dict[str, Any]]
     # For the IG officer (transforms/release/report.py, describe_release): the declared purpose
     # (None when release_purpose.yaml is missing: the report then says so on its first page),
     # every variable's role and treatment, each quasi-identifier's hierarchy levels in words
@@ -119,6 +113,12 @@ class ReleaseReport(BaseModel):
     level_words: dict[str, list[str]] = {}
     table_titles: dict[str, str] = {}
     software: dict[str, Any] = {}
+    deliveries: list[DeliverySummary]
+    pseudonymisation: dict[str, Any]
+    linkage: dict[str, Any]
+    population: dict[str, Any]
+    anonymisation: dict[str, Any]
+    tables: list[dict[str, Any]]
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]

@@ -49,12 +49,27 @@ def full_report() -> dict:
             {"path": "cohort_people_by_department_area.parquet", "sha256": HASH, "bytes": 2048},
             {"path": "manifest.json", "sha256": "cd" * 32, "bytes": 512},
         ],
-        hidden_by_group={
-            "ethnic_group": {
-                "Asian": {"people": 120, "hidden": 9},
-                "White": {"people": 1500, "hidden": 15},
+        # The shapes the release's protection writes (flows/share_cohorts.py, stage_candidate).
+        protection={"audit_rounds": 2, "cells_withheld_for_the_release": 7},
+        hidden={
+            "cohort_people_by_ethnic_group": {
+                "unit": "people",
+                "dimensions": {
+                    "ethnic_group": {
+                        "Asian": {"units": 120, "hidden": 9},
+                        "White": {"units": 1500, "hidden": 0},
+                    },
+                    "department": {"housing": {"units": 356, "hidden": 4}},
+                },
             },
-            "department": {"housing": {"people": 356, "hidden": 4}},
+            "cohort_households_by_area": {"unit": "households", "dimensions": {}},
+        },
+        worst_hidden={
+            "ethnic group": {
+                "Asian": [0.075, "cohort_people_by_ethnic_group"],
+                "White": [0.01, "cohort_people_by_department_age"],
+            },
+            "department": {"housing": [0.0112, "cohort_people_by_ethnic_group"]},
         },
         audit={"cells_audited": 40, "narrowest_interval": 6, "passed": True},
         files_not_ingested=[{"file": "notes.docx", "reason": "unsupported format"}],
@@ -157,6 +172,10 @@ def test_who_is_hidden_is_charted_and_tabulated(rendered):
     html = rendered
     assert html.count("<svg") == 5  # risk, group sizes, per table, two groups of who is hidden
     assert "By ethnic group" in html and "7.5%" in html  # 9 of 120 Asian residents hidden
+    text = _text(html)
+    assert "ethnic group Asian 120 9 7.5%" in text and "1 other values: nobody hidden" in text
+    assert "nobody hidden in any of its 0 values" in text
+    assert "Cells withheld to protect the release as a whole 7" in text
     # Readable offline: nothing is loaded from anywhere (links in the text are only links).
     for loader in ("<script", "<link", " src=", "@import", "url(http"):
         assert loader not in html, loader

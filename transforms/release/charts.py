@@ -114,6 +114,23 @@ def hidden_chart(group: str, values: dict[str, dict]) -> str | None:
     return _svg(figure, f"People hidden by protection, by {group}")
 
 
+def worst_hidden_chart(group: str, rows: list[tuple[str, float, str]]) -> str | None:
+    """For each value of a group, the largest share of its units hidden in any one table."""
+    if not rows:
+        return None
+    with matplotlib.rc_context(STYLE):
+        figure, axes = _figure(len(rows))
+        shares = [100.0 * share for _, share, _ in rows]
+        axes.barh(range(len(rows)), shares, 0.6, color=HIDDEN)
+        for i, share in enumerate(shares):
+            axes.text(share + 0.3, i, f"{share:.1f}%", va="center", fontsize=8)
+        axes.set_yticks(range(len(rows)), [value for value, _, _ in rows])
+        axes.invert_yaxis()
+        axes.set_xlim(0, max(10.0, max(shares) * 1.3))
+        axes.set_xlabel("largest % of its people hidden in any one table")
+    return _svg(figure, f"People hidden by protection, by {group}")
+
+
 def class_size_bands(k: int) -> list[tuple[int, int | None]]:
     """Bands of group size with a break at k: 1, 2-4, 5-(k-1), k-19, 20-49, 50-99, 100+."""
     edges = sorted({1, 2, 5, k, 20, 50, 100})

@@ -38,7 +38,7 @@ LAID_OUT = {
     "pseudonymisation", "linkage", "population", "anonymisation", "tables", "purpose",
     "variables", "level_words", "table_titles", "software", "accounting", "checks",
     "limitations", "approval", "decisions", "built_by", "approvers_required", "outputs",
-    "hidden_by_group", "audit",
+    "protection", "hidden", "worst_hidden", "audit",
 }  # fmt: skip
 
 # Labels for keys whose plain reading is not obvious; anything else is "Snake case words".
@@ -64,6 +64,12 @@ LABELS = {
     "units_in_suppressed_cells": "In withheld cells",
     "rows_published": "Rows published",
     "sha256": "SHA-256",
+    "audit_rounds": "Rounds of the independent audit",
+    "cells_withheld_for_the_release": "Cells withheld to protect the release as a whole",
+    "opt_out": "Residents' objections (opt-out register)",
+    "transparency": "Transparency notice for residents",
+    "not_ingested": "Files in landing/ not ingested",
+    "freshness": "Freshness of each department's extract",
     "uid": "User id",
     "os_user": "Operating-system user",
 }
@@ -233,22 +239,53 @@ def _decisions(data: dict) -> list[dict]:
     return [data["approval"]] if data.get("approval") else []
 
 
-def _charts(data: dict) -> dict[str, Any]:
+def worst_hidden_rows(worst: Any) -> dict[str, list[tuple[str, float, str]]]:
+    """`{group: {value: (share, table)}}` (pairs arrive from JSON as lists) as rows per group."""
+    rows: dict[str, list[tuple[str, float, str]]] = {}
+    for group, values in (worst or {}).items() if isinstance(worst, dict) else []:
+        for value, entry in (values or {}).items() if isinstance(values, dict) else []:
+            if isinstance(entry, dict):
+                share, table = entry.get("share"), entry.get("table", "")
+            elif isinstance(entry, list | tuple) and entry:
+                share, table = entry[0], entry[1] if len(entry) > 1 else ""
+            else:
+                share, table = entry, ""
+            if isinstance(share, int | float):
+                rows.setdefault(str(group), []).append((str(value), float(share), str(table)))
+    return rows
+
+
+def hidden_rows(hidden: Any) -> list[dict]:
+    """`{table: {"unit", "dimensions": {dimension: {value: {units, hidden}}}}}` as one entry per
+    table with the values that have anyone hidden (the others are counted, not listed)."""
+    out = []
+    for table, entry in (hidden or {}).items() if isinstance(hidden, dict) else []:
+        if not isinstance(entry, dict):
+            continue
+        rows, clear = [], 0
+        for dimension, values in (entry.get("dimensions") or {}).items():
+            for value, n in (values or {}).items():
+                units, hid = int(n.get("units", n.get("people", 0)) or 0), int(n.get("hidden") or 0)
+                if hid:
+                    rows.append((dimension, value, units, hid))
+                else:
+                    clear += 1
+        unit = entry.get("unit", "")
+        out.append({"table": table, "unit": unit, "rows": rows, "nobody_hidden": clear})
+    return out
+
+
+def _charts(data: dict, worst: dict[str, list[tuple[str, float, str]]]) -> dict[str, Any]:
     k = int(data.get("policy", {}).get("k", 0) or 0)
     anonymisation = data.get("anonymisation", {})
     before, after = anonymisation.get("risk_before") or {}, anonymisation.get("risk_after") or {}
-    hidden = data.get("hidden_by_group") or {}
     return {
         "risk": charts.risk_chart(before, after, k),
         "class_sizes": charts.class_size_chart(
             before.get("class_sizes") or {}, after.get("class_sizes") or {}, k
         ),
         "tables": charts.table_hidden_chart(data.get("tables") or []),
-        "hidden": {
-            group: charts.hidden_chart(group, values)
-            for group, values in hidden.items()
-            if isinstance(values, dict)
-        },
+        "worst": {group: charts.worst_hidden_chart(group, rows) for group, rows in worst.items()},
     }
 
 
@@ -261,13 +298,16 @@ def render_html(report: ReleaseReport | dict) -> str:
         if key not in LAID_OUT and value not in (None, "", [], {})
     }
     decisions = _decisions(data)
+    worst = worst_hidden_rows(data.get("worst_hidden"))
     withdrawal = next((d for d in reversed(decisions) if d.get("decision") == "withdrawn"), None)
     return _TEMPLATES.get_template("report.html.j2").render(
         r=data,
         extra=extra,
         decisions=decisions,
         withdrawal=withdrawal,
-        charts=_charts(data),
+        charts=_charts(data, worst),
+        worst=worst,
+        hidden=hidden_rows(data.get("hidden")),
         css=(HERE / "report.css").read_text(encoding="utf-8"),
         label=label,
         fmt=fmt,
