@@ -73,6 +73,14 @@ def full_report() -> dict:
         },
         audit={"cells_audited": 40, "narrowest_interval": 6, "passed": True},
         files_not_ingested=[{"file": "notes.docx", "reason": "unsupported format"}],
+        # A section no template knows, nested, with a fingerprint in it (opt-out counts).
+        opt_out={
+            "purpose": "service_planning",
+            "register_delivery_id": "ef" * 32,
+            "objections_received": 14,
+            "objections_matched_by_rule": {"nhs_number": 9, "name_dob": 3},
+            "records_removed_by_department": {"housing": 4, "council_tax": 11},
+        },
     )
     return data
 
@@ -163,6 +171,8 @@ def test_fields_the_template_does_not_know_appear_as_sections(report_data):
     report_data["tables"][0]["people_hidden_by_protection"] = 89
     text = _text(render_html(report_data))
     assert "Opt outs" in text and "Residents opted out 12" in text
+    assert "Residents' objections (opt-out register)" in text and "ef" * 32 in text
+    assert "Records removed by department Housing 4 Council tax 11" in text
     assert "Files not ingested" in text and "notes.docx unsupported format" in text
     assert "People hidden by protection 89" in text
     assert "Independent audit of withheld cells" in text and "Cells audited 40" in text

@@ -145,8 +145,14 @@ def describe_release(
 
 
 def label(key: Any) -> str:
+    """A key as a heading: "nhs_number" -> "NHS number", "rows_received" -> "Rows received"."""
     key = str(key)
-    return LABELS.get(key, key.replace("_", " ").strip().capitalize())
+    if key in LABELS:
+        return LABELS[key]
+    parts = [p for p in key.split("_") if p]
+    known = parts and all(p in wording.IDENTIFIER_WORDS for p in parts)
+    text = wording.words(key) if key in wording.IDENTIFIER_WORDS or known else " ".join(parts)
+    return text[:1].upper() + text[1:]
 
 
 def fmt(value: Any, key: str = "") -> str:
@@ -204,6 +210,12 @@ def soft(text: Any) -> Markup:
     for mark in ("_", "|", "+"):
         out = out.replace(mark, mark + "<wbr>")
     return Markup(out)
+
+
+def unbroken(value: Any) -> bool:
+    """A long string with no space (a fingerprint, a path): printed so it may break anywhere,
+    else it would push its table past the edge of the page."""
+    return isinstance(value, str) and len(value) > 24 and " " not in value
 
 
 def variable_rows(variables: list[dict]) -> list[dict]:
@@ -312,6 +324,7 @@ def render_html(report: ReleaseReport | dict) -> str:
         label=label,
         fmt=fmt,
         soft=soft,
+        unbroken=unbroken,
         upper_first=lambda text: text[:1].upper() + text[1:],
         variable_rows=variable_rows(data.get("variables") or []),
         shape=shape,
