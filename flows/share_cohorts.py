@@ -230,7 +230,7 @@ def build_report(
         accounting=accounting,
         checks=staged["checks"],
         limitations=LIMITATIONS,
-        **describe_release(settings.contracts, contracts, policy),
+        **describe_release(settings.contracts, contracts),
     )
 
 

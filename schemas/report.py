@@ -107,11 +107,13 @@ class ReleaseReport(BaseModel):
     # For the IG officer (transforms/release/report.py, describe_release): the declared purpose
     # (None when release_purpose.yaml is missing: the report then says so on its first page),
     # every variable's role and treatment, each quasi-identifier's hierarchy levels in words
-    # (index = level), table titles from cohorts.yaml, software versions and git commit.
+    # (index = level), table titles and dimensions in words from cohorts.yaml, software
+    # versions and git commit.
     purpose: ReleasePurpose | None = None
     variables: list[VariableTreatment] = []
     level_words: dict[str, list[str]] = {}
     table_titles: dict[str, str] = {}
+    table_dimensions: dict[str, list[dict[str, Any]]] = {}  # table -> [{name, words}]
     software: dict[str, Any] = {}
     deliveries: list[DeliverySummary]
     pseudonymisation: dict[str, Any]

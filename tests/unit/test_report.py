@@ -49,6 +49,12 @@ def full_report() -> dict:
             {"path": "cohort_people_by_department_area.parquet", "sha256": HASH, "bytes": 2048},
             {"path": "manifest.json", "sha256": "cd" * 32, "bytes": 512},
         ],
+        table_dimensions={
+            "cohort_people_by_department_age": [
+                {"name": "department", "words": "as recorded"},
+                {"name": "age_band", "words": "20-year bands (0-19, 20-39, ...)"},
+            ]
+        },
         # The shapes the release's protection writes (flows/share_cohorts.py, stage_candidate).
         protection={"audit_rounds": 2, "cells_withheld_for_the_release": 7},
         hidden={
@@ -133,6 +139,7 @@ def test_report_reads_in_words_not_key_dumps(rendered):
         "People alone in their group",
         "Replaced by keyed pseudonyms for linkage, then removed; age is worked out first",
         "Rows received = accepted + quarantined",
+        "age band : 20-year bands (0-19, 20-39, ...)",  # a table's own level, in words
     ):
         assert words in text, words
     # Percentages next to counts: 1,244 of 1,951 people were unique before generalisation.
@@ -169,12 +176,14 @@ def test_withdrawn_release_says_withdrawn_with_who_and_why_not_approved(report_d
 def test_fields_the_template_does_not_know_appear_as_sections(report_data):
     report_data["opt_outs"] = {"residents_opted_out": 12, "records_removed": 19}
     report_data["tables"][0]["people_hidden_by_protection"] = 89
+    report_data["tables"][1].update(cells=38, cells_attribute_disclosure=2)
     text = _text(render_html(report_data))
     assert "Opt outs" in text and "Residents opted out 12" in text
     assert "Residents' objections (opt-out register)" in text and "ef" * 32 in text
     assert "Records removed by department Housing 4 Council tax 11" in text
     assert "Files not ingested" in text and "notes.docx unsupported format" in text
     assert "People hidden by protection 89" in text
+    assert "of which all or none of a group" in text and "people 38 17 21 13 2 317" in text
     assert "Independent audit of withheld cells" in text and "Cells audited 40" in text
 
 
@@ -208,16 +217,17 @@ def test_a_minimal_report_renders_without_later_sections():
 
 def test_describe_release_reads_the_contracts_hierarchies_and_purpose():
     from schemas.contract import load_contracts
-    from schemas.policy import load_policy
 
     contracts = load_contracts(CONTRACTS)
-    found = describe_release(
-        CONTRACTS, contracts, load_policy(CONTRACTS / "disclosure_policy.yaml")
-    )
+    found = describe_release(CONTRACTS, contracts)
     assert found["purpose"].data_sharing_agreement.reference
     assert len(found["variables"]) == sum(len(c.columns) for c in contracts.values())
     assert found["level_words"]["lsoa"][1] == "electoral ward (16 wards)"
     assert found["table_titles"]["cohort_people_by_department_area"]
+    assert found["table_dimensions"]["cohort_people_by_department_area"][1] == {
+        "name": "area",
+        "words": "at the level the anonymiser chose (section 4)",
+    }
     rows = variable_rows(found["variables"])
     dob = next(r for r in rows if r["column"] == "date_of_birth")
     assert len(dob["departments"]) == 5  # one row, every department that sends it
@@ -241,6 +251,26 @@ def test_software_names_versions_and_the_commit_or_says_there_is_none(tmp_path):
     outside = tmp_path / "unpacked"
     outside.mkdir()
     assert provenance.git_commit(outside)["commit"] == "not a git checkout"
+
+
+def test_table_dimensions_in_words_at_each_tables_own_level(tmp_path):
+    """cohorts.yaml may give each dimension its own hierarchy level, or bands."""
+    from transforms.release.report import _table_descriptions
+
+    path = tmp_path / "cohorts.yaml"
+    path.write_text(
+        "tables:\n"
+        "  - name: cohort_x\n    title: X by ward\n    dimensions:\n"
+        "      - {name: ward, source: lsoa, level: 1}\n"
+        "      - {name: held, source: indicator_count, bands: ['0', '1', '2+']}\n"
+    )
+    words = {"lsoa": ["LSOA", "electoral ward (16 wards)", "not published"]}
+    titles, dimensions = _table_descriptions(path, words)
+    assert titles == {"cohort_x": "X by ward"}
+    assert dimensions["cohort_x"] == [
+        {"name": "ward", "words": "electoral ward (16 wards)"},
+        {"name": "held", "words": "counted in bands: 0, 1, 2+"},
+    ]
 
 
 def test_level_words_come_from_the_hierarchies():

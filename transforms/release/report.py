@@ -14,12 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from schemas.contract import DepartmentContract
-from schemas.errors import ConfigError
-from schemas.policy import DisclosurePolicy, load_cohorts
 from schemas.report import PURPOSE_FILE, ReleaseReport, load_purpose
 from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.release import charts, provenance, wording
@@ -36,8 +35,8 @@ _TEMPLATES = Environment(
 LAID_OUT = {
     "release_id", "created_at", "status", "key_id", "demo", "policy", "contracts", "deliveries",
     "pseudonymisation", "linkage", "population", "anonymisation", "tables", "purpose",
-    "variables", "level_words", "table_titles", "software", "accounting", "checks",
-    "limitations", "approval", "decisions", "built_by", "approvers_required", "outputs",
+    "variables", "level_words", "table_titles", "table_dimensions", "software", "accounting",
+    "checks", "limitations", "approval", "decisions", "built_by", "approvers_required", "outputs",
     "protection", "hidden", "worst_hidden", "audit",
 }  # fmt: skip
 
@@ -106,7 +105,7 @@ def read_report(root: Path, release_id: str) -> ReleaseReport:
 
 
 def describe_release(
-    contracts_dir: Path, contracts: dict[str, DepartmentContract], policy: DisclosurePolicy
+    contracts_dir: Path, contracts: dict[str, DepartmentContract]
 ) -> dict[str, Any]:
     """The report's fields for a human reader, from `data_contracts/` and the environment:
     purpose, variables, generalisation levels in words, table titles, software."""
@@ -124,21 +123,60 @@ def describe_release(
         for department, contract in sorted(contracts.items())
         for column in contract.columns
     ]
-    hierarchies = load_hierarchies(contracts_dir / "hierarchies", list(policy.quasi_identifiers))
+    # Every hierarchy, not only the policy's quasi-identifiers: tables may publish any
+    # hierarchy's column at a level of their own.
+    hierarchies = load_hierarchies(contracts_dir / "hierarchies")
     reference = contracts_dir / "reference" / "geography.csv"
-    try:
-        titles = {t.name: t.title for t in load_cohorts(contracts_dir / "cohorts.yaml").tables}
-    except ConfigError:
-        titles = {}  # the flow has already stopped on a bad cohorts file; titles are optional
+    words = {name: wording.level_words(h, reference) for name, h in hierarchies.items()}
+    titles, dimensions = _table_descriptions(contracts_dir / "cohorts.yaml", words)
     return {
         "purpose": purpose,
         "variables": variables,
-        "level_words": {
-            name: wording.level_words(h, reference) for name, h in hierarchies.items()
-        },
+        "level_words": words,
         "table_titles": titles,
+        "table_dimensions": dimensions,
         "software": provenance.software(),
     }
+
+
+def _table_descriptions(
+    path: Path, words: dict[str, list[str]]
+) -> tuple[dict[str, str], dict[str, list[dict]]]:
+    """Each table's title and each of its dimensions in words, read from cohorts.yaml as plain
+    YAML: the flow has already validated the file, and the report needs only these fields
+    (older files map a dimension name to its source; newer ones list name, source, level)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}, {}
+    titles, dimensions = {}, {}
+    for table in document.get("tables") or [] if isinstance(document, dict) else []:
+        if not isinstance(table, dict) or "name" not in table:
+            continue
+        titles[table["name"]] = str(table.get("title", ""))
+        declared = table.get("dimensions") or []
+        if isinstance(declared, dict):
+            declared = [{"name": n, "source": src} for n, src in declared.items()]
+        dimensions[table["name"]] = [
+            {"name": d.get("name"), "words": _dimension_words(d, words)}
+            for d in declared
+            if isinstance(d, dict)
+        ]
+    return titles, dimensions
+
+
+def _dimension_words(dimension: dict, words: dict[str, list[str]]) -> str:
+    source, level = dimension.get("source"), dimension.get("level")
+    phrases = words.get(str(source), [])
+    if isinstance(level, int) and 0 <= level < len(phrases):
+        return phrases[level]
+    if dimension.get("bands"):
+        return "counted in bands: " + ", ".join(str(b) for b in dimension["bands"])
+    if dimension.get("expand"):
+        return f"one row per {str(source).replace('_', ' ')} (a resident may count in several)"
+    if phrases:
+        return "at the level the anonymiser chose (section 4)"
+    return "as recorded"
 
 
 # --- rendering ------------------------------------------------------------------------------
