@@ -395,6 +395,8 @@ def markdown_summary(report: ReleaseReport) -> str:
     ]
     lines += ["", "| table | rows published | cells withheld |", "|---|---:|---:|"]
     lines += [
-        f"| {t['table']} | {t['rows_published']} | {t['cells_suppressed']} |" for t in report.tables
+        f"| {t.get('table', '-')} | {t.get('rows_published', '-')} | "
+        f"{t.get('cells_suppressed', '-')} |"
+        for t in report.tables
     ]
     return "\n".join(lines)
