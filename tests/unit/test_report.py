@@ -16,7 +16,7 @@ import pytest
 
 from schemas.errors import ConfigError
 from schemas.report import PURPOSE_FILE, ReleaseReport, load_purpose
-from transforms.disclosure.hierarchy import load_hierarchies
+from transforms.disclosure.hierarchy import from_table, load_hierarchies
 from transforms.release import charts, provenance, wording
 from transforms.release.report import describe_release, render_html, variable_rows, write_report
 
@@ -284,6 +284,11 @@ def test_level_words_come_from_the_hierarchies():
     ]
     assert wording.level_words(hierarchies["lsoa"], reference)[0].startswith("LSOA (128 small")
     assert wording.level_words(hierarchies["ethnicity"])[1].startswith("6 groups: Asian, Black")
+    rule = {"type": "date", "levels": ["month", "year", "*"]}
+    dates = from_table("seen", "seen.yaml", [["*"] * 4], rule)
+    assert wording.level_words(dates) == [
+        "exact value", "by month", "by year", "not published (all values combined)"
+    ]
 
 
 def test_class_size_bands_break_at_k():

@@ -130,14 +130,21 @@ def level_words(hierarchy: Hierarchy, reference: Path | None = None) -> list[str
     phrases = []
     for level in range(hierarchy.height):
         labels = [str(x) for x in hierarchy.labels[level]]
+        if rule.get("type") in ("date", "postcode"):
+            # Open-domain rules are placeholders until they meet data: name the levels.
+            name = str(rule["levels"][level - 1]) if level else None
+            if name is None:
+                phrases.append("exact value")
+            else:
+                phrases.append(
+                    "not published (all values combined)" if name == SUPPRESSED else f"by {name}"
+                )
+            continue
         if labels == [SUPPRESSED]:
             phrases.append("not published (all values combined)")
             continue
         if rule.get("type") == "intervals":
             phrases.append(_band_words(rule, level))
-            continue
-        if rule.get("type") in ("date", "postcode"):
-            phrases.append(str(rule["levels"][level - 1]) if level else "exact value")
             continue
         area = _area_name(labels, columns)
         if area is not None:
