@@ -119,7 +119,8 @@ def test_first_page_says_what_why_from_where_under_which_policy_and_the_decision
         purpose["lawful_basis"].split("(")[0].strip(),
         purpose["data_sharing_agreement"]["reference"],
         "Residents known to each department, by area and sex",  # a table title from cohorts.yaml
-        "adult social care (85 rows, extracted 2026-11-27)",
+        "adult social care (85 rows), benefits (616 rows)",
+        "All extracted on 2026-11-27.",
         "council-default-2026",
         "Needed: approve or reject this release.",
         "2 approvals from different officers",
@@ -192,8 +193,9 @@ def test_who_is_hidden_is_charted_and_tabulated(rendered):
     assert html.count("<svg") == 5  # risk, group sizes, per table, two groups of who is hidden
     assert "By ethnic group" in html and "7.5%" in html  # 9 of 120 Asian residents hidden
     text = _text(html)
-    assert "ethnic group Asian 120 9 7.5%" in text and "1 other values: nobody hidden" in text
-    assert "nobody hidden in any of its 0 values" in text
+    assert "ethnic group 1 of 2 1,620 9 0.6% Asian: 9 of 120 (7.5%)" in text
+    assert "department 1 of 1 356 4 1.1% housing: 4 of 356 (1.1%)" in text
+    assert "households_ by_ area no dimensions recorded" in text
     assert "Cells withheld to protect the release as a whole 7" in text
     # Readable offline: nothing is loaded from anywhere (links in the text are only links).
     for loader in ("<script", "<link", " src=", "@import", "url(http"):

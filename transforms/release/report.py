@@ -306,22 +306,37 @@ def worst_hidden_rows(worst: Any) -> dict[str, list[tuple[str, float, str]]]:
 
 
 def hidden_rows(hidden: Any) -> list[dict]:
-    """`{table: {"unit", "dimensions": {dimension: {value: {units, hidden}}}}}` as one entry per
-    table with the values that have anyone hidden (the others are counted, not listed)."""
+    """`{table: {"unit", "dimensions": {dimension: {value: {units, hidden}}}}}` summed per
+    table and dimension: values with anyone hidden, units counted and hidden, and the value
+    with the largest share hidden (value, units, hidden). One line per dimension keeps the
+    section short however many values a dimension has."""
     out = []
     for table, entry in (hidden or {}).items() if isinstance(hidden, dict) else []:
         if not isinstance(entry, dict):
             continue
-        rows, clear = [], 0
+        dimensions = []
         for dimension, values in (entry.get("dimensions") or {}).items():
-            for value, n in (values or {}).items():
-                units, hid = int(n.get("units", n.get("people", 0)) or 0), int(n.get("hidden") or 0)
-                if hid:
-                    rows.append((dimension, value, units, hid))
-                else:
-                    clear += 1
-        unit = entry.get("unit", "")
-        out.append({"table": table, "unit": unit, "rows": rows, "nobody_hidden": clear})
+            counted = [
+                (str(value), int(n.get("units") or 0), int(n.get("hidden") or 0))
+                for value, n in (values or {}).items()
+                if isinstance(n, dict)
+            ]
+            worst = max(
+                (c for c in counted if c[2]),
+                key=lambda c: (c[2] / c[1] if c[1] else 1, c[2]),
+                default=None,
+            )
+            dimensions.append(
+                {
+                    "dimension": dimension,
+                    "value_count": len(counted),
+                    "values_hidden": sum(1 for c in counted if c[2]),
+                    "units": sum(c[1] for c in counted),
+                    "hidden": sum(c[2] for c in counted),
+                    "worst": worst,
+                }
+            )
+        out.append({"table": table, "unit": entry.get("unit", ""), "dimensions": dimensions})
     return out
 
 
