@@ -169,7 +169,7 @@ def test_withdrawn_release_says_withdrawn_with_who_and_why_not_approved(report_d
     html = render_html(report_data)
     text = _text(html)
     assert "WITHDRAWN" in text and "APPROVED ·" not in text
-    assert "withdrawn on 2026-11-27T21:00:00+00:00 by Carol (IG lead)" in text
+    assert "withdrawn on 2026-11-27 21:00 UTC by Carol (IG lead)" in text
     assert "Reason: a department withdrew consent" in text
     assert 'class="status withdrawn"' in html
 

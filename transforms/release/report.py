@@ -250,6 +250,14 @@ def soft(text: Any) -> Markup:
     return Markup(out)
 
 
+def when(timestamp: Any) -> str:
+    """"2026-11-27T21:55:22+00:00" -> "2026-11-27 21:55 UTC" (other offsets kept as given)."""
+    text = str(timestamp or "")
+    if text.endswith("+00:00") and "T" in text:
+        return text[:16].replace("T", " ") + " UTC"
+    return text
+
+
 def unbroken(value: Any) -> bool:
     """A long string with no space (a fingerprint, a path): printed so it may break anywhere,
     else it would push its table past the edge of the page."""
@@ -378,6 +386,7 @@ def render_html(report: ReleaseReport | dict) -> str:
         fmt=fmt,
         soft=soft,
         unbroken=unbroken,
+        when=when,
         upper_first=lambda text: text[:1].upper() + text[1:],
         variable_rows=variable_rows(data.get("variables") or []),
         shape=shape,
