@@ -35,13 +35,15 @@ setup: .venv/.synced
 demo: setup
 	$(UV) run --frozen cohortshare demo
 
-# The anonymisation report is tested in a real browser: Debian's chromium, installed when
-# missing (as root, or with passwordless sudo).
+# The anonymisation report is tested in a real browser: Debian's chromium, and poppler-utils
+# (pdfinfo) to count the pages it prints, installed when missing (as root, or with
+# passwordless sudo).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v pdfinfo; } >/dev/null 2>&1 || { \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils \
+			>/dev/null; }
 
 # axe-core checks the residents' notice in Chromium. It is vendored (MPL-2.0) so that tests never
 # download; this refreshes it from npm: `make axe-core AXE_VERSION=x.y.z`.

@@ -61,7 +61,12 @@ from transforms.intake import (
 )
 from transforms.release import audit, catalogue, differencing, history, notice
 from transforms.release import gates as release_checks
-from transforms.release.report import markdown_summary, read_report, write_report
+from transforms.release.report import (
+    describe_release,
+    markdown_summary,
+    read_report,
+    write_report,
+)
 
 LIMITATIONS = [
     "Cohort tables count every linked resident with a known area; the record-level "
@@ -325,6 +330,7 @@ def build_report(
         accounting=accounting,
         checks=staged["checks"],
         limitations=LIMITATIONS,
+        **describe_release(settings.contracts, contracts),
     )
 
 

@@ -1,10 +1,82 @@
-"""What an anonymisation report contains. Counts, names, levels and ids only: never a value."""
+"""What an anonymisation report contains. Counts, names, levels and ids only: never a value.
+
+The report is read by an information governance (IG) officer, not a statistician: besides the
+counts each stage produced, it carries the declared purpose of the release
+(`data_contracts/release_purpose.yaml`), the privacy role and treatment of every variable, the
+generalisation levels in words, and the software that made it. Fields added by later stages are
+optional so that older reports still load; the HTML renders any field it does not know as a
+plain table, so a new section needs no template change.
+"""
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.errors import ConfigError
+
+PURPOSE_FILE = "release_purpose.yaml"
+
+
+class DataSharingAgreement(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reference: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    parties: tuple[str, ...] = ()
+    valid_until: date | None = None
+
+
+class ReleasePurpose(BaseModel):
+    """Why the council releases these cohorts and under what authority (first page of the
+    report). Declared by the data controller in `data_contracts/release_purpose.yaml`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str = Field(min_length=1, description="what is being released, in one line")
+    purpose: str = Field(min_length=1, description="why, in plain words")
+    controller: str = Field(min_length=1)
+    lawful_basis: str = Field(min_length=1, description="UK GDPR Article 6 basis")
+    special_category_condition: str | None = Field(
+        default=None, description="UK GDPR Article 9 condition, when special category data"
+    )
+    data_sharing_agreement: DataSharingAgreement
+    dpia_reference: str | None = None
+    audience: str = Field(min_length=1, description="who may use the published cohorts")
+    contact: str = Field(min_length=1, description="whom to ask about this release")
+
+
+def load_purpose(path: Path) -> ReleasePurpose:
+    """Read and check the release purpose; every problem is reported at once."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path.name}: cannot be read as YAML ({type(exc).__name__})") from None
+    try:
+        return ReleasePurpose.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path.name}: {len(exc.errors())} problem(s): {problems}") from None
+
+
+class VariableTreatment(BaseModel):
+    """One column of one department's contract: what it is and what the pipeline does to it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    department: str
+    column: str
+    description: str
+    privacy_role: str
+    treatment: str
+    identifier_type: str | None = None
 
 
 class DeliverySummary(BaseModel):
@@ -14,6 +86,8 @@ class DeliverySummary(BaseModel):
     file_name: str
     delivery_id: str
     contract_version: str
+    extract_date: str | None = None
+    quarantine_by_rule: dict[str, int] = {}
     status: str
     rows_received: int
     rows_accepted: int
@@ -30,6 +104,17 @@ class ReleaseReport(BaseModel):
     demo: bool
     policy: dict[str, Any]
     contracts: dict[str, str]  # department -> contract id and version
+    # For the IG officer (transforms/release/report.py, describe_release): the declared purpose
+    # (None when release_purpose.yaml is missing: the report then says so on its first page),
+    # every variable's role and treatment, each quasi-identifier's hierarchy levels in words
+    # (index = level), table titles and dimensions in words from cohorts.yaml, software
+    # versions and git commit.
+    purpose: ReleasePurpose | None = None
+    variables: list[VariableTreatment] = []
+    level_words: dict[str, list[str]] = {}
+    table_titles: dict[str, str] = {}
+    table_dimensions: dict[str, list[dict[str, Any]]] = {}  # table -> [{name, words}]
+    software: dict[str, Any] = {}
     deliveries: list[DeliverySummary]
     pseudonymisation: dict[str, Any]
     linkage: dict[str, Any]

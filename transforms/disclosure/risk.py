@@ -9,7 +9,7 @@ Definitions follow ARX's risk analysis:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -26,9 +26,16 @@ class RiskSummary:
     marketer: float
     journalist_max: float | None = None
     journalist_avg: float | None = None
+    # Group size -> number of groups of that size (the report's class-size chart).
+    class_sizes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _size_counts(sizes: np.ndarray) -> tuple[list[str], list[int]]:
+    values, counts = np.unique(sizes, return_counts=True)
+    return [str(v) for v in values], [int(c) for c in counts]
 
 
 def summarise(sizes: np.ndarray, k: int, population_sizes: np.ndarray | None = None) -> RiskSummary:
@@ -57,4 +64,5 @@ def summarise(sizes: np.ndarray, k: int, population_sizes: np.ndarray | None = N
         marketer=marketer,
         journalist_max=journalist_max,
         journalist_avg=journalist_avg,
+        class_sizes=dict(zip(*_size_counts(sizes), strict=True)),
     )
