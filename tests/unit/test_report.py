@@ -230,7 +230,7 @@ def test_describe_release_reads_the_contracts_hierarchies_and_purpose():
     assert dimensions and all(d["name"] and d["words"] for d in dimensions)
     rows = variable_rows(found["variables"])
     dob = next(r for r in rows if r["column"] == "date_of_birth")
-    assert len(dob["departments"]) == 5  # one row, every department that sends it
+    assert len(dob["departments"]) == 6  # one row: every department and the opt-out register
 
 
 def test_purpose_is_validated_with_every_problem_at_once(tmp_path):
