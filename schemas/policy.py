@@ -66,6 +66,9 @@ class DisclosurePolicy(BaseModel):
     l_diversity: int | None = Field(default=None, ge=2)
     sensitive: str | None = None
     require_approval: bool = True
+    # Two-person rule: with 2, two different officers (neither the one who ran the build) must
+    # approve before a release is published; one rejection is enough to stop it.
+    approvers_required: int = Field(default=1, ge=1, le=2)
 
     @property
     def rule(self) -> SmallNumberRule:

@@ -165,5 +165,5 @@ def test_withdrawn_release_leaves_the_catalogue_but_not_the_audit_log(tmp_path):
     assert (tmp_path / "staging" / "withdrawn" / "20260201T000000Z-b").is_dir()
     [event] = [e for e in read_events(tmp_path) if e["event"] == "release_withdrawn"]
     assert event["release_id"] == "20260201T000000Z-b" and event["reason"].startswith("a table")
-    with pytest.raises(ReleaseError, match="not published"):
+    with pytest.raises(ReleaseError, match="already withdrawn"):
         withdraw(tmp_path, "20260201T000000Z-b", name="A", role="B", reason="again")

@@ -3,4 +3,4 @@ anonymisation report and the audit log. Only this stage imports DuckDB. Its modu
 each is a separate concern the flows call directly.
 """
 
-PUBLIC_MODULES = ("audit", "catalogue", "gates", "report")
+PUBLIC_MODULES = ("audit", "catalogue", "decisions", "gates", "outputs", "report")

@@ -165,6 +165,12 @@ def query_catalogue(catalogue: Path, sql: str) -> pl.DataFrame:
     if not catalogue.exists():
         raise ReleaseError(f"no catalogue at {catalogue}: nothing has been published yet")
     con = duckdb.connect(str(catalogue), read_only=True)
+    # Analysts' SQL reads the published folder only: no read_csv of landing/ or any other file,
+    # and the setting is locked so a query cannot turn it back on (DESIGN.md, Traps).
+    published = _sql_literal(str(catalogue.parent.resolve()) + os.sep)
+    con.execute(f"SET allowed_directories = [{published}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     try:
         return con.sql(sql).pl()
     except duckdb.Error as exc:
