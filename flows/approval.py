@@ -56,9 +56,11 @@ def _report(root: Path, release_id: str) -> ReleaseReport:
 
 
 def _same(entry: dict[str, Any], name: str, decision: str) -> bool:
-    """Whether a recorded decision is this command's own (the same command re-run)."""
+    """Whether a recorded decision is this command's own (the same command re-run): the same
+    decision, typed name and OS account."""
     return (
         entry.get("name", "").casefold() == name.strip().casefold()
+        and entry.get("os_user") == audit.actor()["os_user"]
         and entry.get("decision")
         == {"approve": "approved", "reject": "rejected", "withdraw": "withdrawn"}[decision]
     )
