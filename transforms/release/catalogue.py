@@ -97,10 +97,13 @@ def withdraw_release(root: Path, release_id: str) -> Path:
     if target.exists():
         raise ReleaseError(f"release {release_id} was already withdrawn once")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # The catalogue stops showing the release before its files move: no reader is left
+    # pointing at files that are gone.
+    catalogue = rebuild_catalogue(root, exclude={release_id})
     # Published folders are read-only; the move needs the folder writable for a moment.
     folder.chmod(folder.stat().st_mode | stat.S_IWUSR)
     os.replace(folder, target)
-    return rebuild_catalogue(root)
+    return catalogue
 
 
 def published_releases(root: Path) -> list[Path]:
@@ -115,14 +118,14 @@ def _sql_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def rebuild_catalogue(root: Path) -> Path:
+def rebuild_catalogue(root: Path, exclude: set[str] = frozenset()) -> Path:
     """Write a new catalogue file for the published releases and atomically replace the old one.
 
     Views named after each cohort table show the latest release; `releases` lists every
     published release with its approval. Parquet paths are absolute because DuckDB resolves
     relative paths in views against the reader's working directory.
     """
-    releases = published_releases(root)
+    releases = [p for p in published_releases(root) if p.name not in exclude]
     target = root / "published" / CATALOGUE_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{CATALOGUE_FILE}.{uuid.uuid4().hex}.tmp"
