@@ -313,11 +313,13 @@ def withdraw(
         return _complete(root, release_id, record)
 
 
-def under_server() -> bool:
-    """Whether this flow run talks to a Prefect server (not the ephemeral one of a CLI run)."""
-    from prefect.settings import get_current_settings
+def from_deployment() -> bool:
+    """Whether this flow run was started from a deployment on a Prefect server (a scheduled or
+    UI-triggered run on a worker), where an officer answers a form rather than a command."""
+    from prefect.context import FlowRunContext
 
-    return bool(get_current_settings().api.url)
+    context = FlowRunContext.get()
+    return bool(context and context.flow_run and context.flow_run.deployment_id)
 
 
 def await_decisions(

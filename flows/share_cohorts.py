@@ -21,7 +21,7 @@ from flows.approval import (
     POLICY_CHANNEL,
     await_decisions,
     decide,
-    under_server,
+    from_deployment,
 )
 from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
@@ -267,8 +267,8 @@ def share_cohorts(
     """Run every stage on the landing extracts and stage a release for IG approval.
 
     Returns the release id. With `demo_approval` (demo mode only, on extracts the synthetic
-    generator wrote) the release is approved automatically and labelled as such. Under a Prefect
-    server (`wait_for_decision` None) or with `wait_for_decision`, the run then pauses for the
+    generator wrote) the release is approved automatically and labelled as such. In a run from a
+    deployment (`wait_for_decision` None) or with `wait_for_decision`, the run then pauses for the
     officers' decisions with a form; a pause that times out leaves the release staged.
     """
     quiet_user_error_tracebacks()
@@ -354,7 +354,7 @@ def share_cohorts(
             decision="approve",
             channel=POLICY_CHANNEL,
         )
-    elif wait_for_decision or (wait_for_decision is None and under_server()):
+    elif wait_for_decision or (wait_for_decision is None and from_deployment()):
         await_decisions(
             settings.root, release_id, policy.approvers_required, decision_timeout_seconds
         )

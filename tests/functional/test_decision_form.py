@@ -54,16 +54,17 @@ def _answer(run_name: str, **answer) -> None:
     raise AssertionError("the run never paused for a decision")
 
 
-def test_under_a_server_the_run_knows_it_should_wait(prefect_harness):
+def test_a_run_called_directly_does_not_wait_for_a_form(prefect_harness):
+    """Only deployment runs (on a worker, where nobody is at a terminal) pause by default."""
     from prefect import flow
 
-    from flows.approval import under_server
+    from flows.approval import from_deployment
 
     @flow
     def probe() -> bool:
-        return under_server()
+        return from_deployment()
 
-    assert probe() is True
+    assert probe() is False
 
 
 def test_two_officers_approve_through_the_form(prefect_harness, tmp_path):
