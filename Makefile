@@ -31,7 +31,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test: setup browser
-	$(UV) run --frozen pytest -q
+	$(UV) run --frozen pytest -q --cov --cov-report=term:skip-covered
 
 lint: setup
 	$(UV) run --frozen ruff check .
