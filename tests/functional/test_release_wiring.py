@@ -54,6 +54,10 @@ def run(prefect_harness, tmp_path_factory):
     sys.stdout.flush(), sys.stderr.flush()
     os.dup2(captured.fileno(), 1), os.dup2(captured.fileno(), 2)
     with pytest.MonkeyPatch.context() as mp:
+        # Python-level writes too: pytest's own capture replaces sys.stdout and sys.stderr.
+        stream = open(captured.fileno(), "w", closefd=False, buffering=1)  # noqa: SIM115
+        mp.setattr(sys, "stdout", stream)
+        mp.setattr(sys, "stderr", stream)
         home = base / "home"
         home.mkdir()
         mp.setenv("HOME", str(home))
@@ -64,7 +68,7 @@ def run(prefect_harness, tmp_path_factory):
                 root=str(root), contracts=str(contracts), demo=True, wait_for_decision=False
             )
         finally:
-            sys.stdout.flush(), sys.stderr.flush()
+            stream.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             logging.getLogger().removeHandler(handler)
     captured.seek(0)
