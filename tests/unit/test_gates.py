@@ -90,11 +90,16 @@ def test_population_gate_at_k(tmp_path, smallest, passes):
             check_release(files, pop, COHORTS, policy(k=10))
 
 
-def test_a_published_count_below_k_is_refused_even_when_the_truth_is_large(tmp_path):
-    pop = population(tmp_path, {"a": 20, "b": 12})
-    files = staged(tmp_path, [("a", 20, False), ("b", 9, False)])
-    with pytest.raises(DisclosureError, match="1 row"):
+@pytest.mark.parametrize(("shown", "passes"), [(9, False), (10, True), (11, True)])
+def test_a_published_count_below_k_is_refused_even_when_the_truth_is_large(tmp_path, shown, passes):
+    """What the row shows, k-1, k, k+1, whatever the true count behind it."""
+    pop = population(tmp_path, {"a": 20, "b": 20})
+    files = staged(tmp_path, [("a", 20, False), ("b", shown, False)])
+    if passes:
         check_release(files, pop, COHORTS, policy(k=10))
+    else:
+        with pytest.raises(DisclosureError, match="1 .*row"):
+            check_release(files, pop, COHORTS, policy(k=10))
 
 
 def test_withheld_rows_publish_no_count_and_are_not_gated_but_unmarked_ones_are(tmp_path):
