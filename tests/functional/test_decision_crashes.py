@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from flows.approval import KILL_POINT_ENV, decide, withdraw
-from tests.release.staged import stage
+from tests.release.staged import listed_as_published, stage
 from transforms.release import audit, catalogue, decisions, outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def _catalogue_ids(root: Path) -> list[str]:
         return []
     con = duckdb.connect(str(path), read_only=True)
     try:
-        return [r[0] for r in con.sql("SELECT release_id FROM releases").fetchall()]
+        return listed_as_published(con)
     finally:
         con.close()
 

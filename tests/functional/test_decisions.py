@@ -14,7 +14,7 @@ import pytest
 
 from flows.approval import decide, withdraw
 from schemas.errors import DisclosureError, ReleaseChanged, ReleaseError
-from tests.release.staged import stage
+from tests.release.staged import listed_as_published, stage
 from transforms.release import audit, catalogue, decisions, gates
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def approve(root, name, **extra):
 def published_ids(root: Path) -> list[str]:
     con = duckdb.connect(str(root / "published" / catalogue.CATALOGUE_FILE), read_only=True)
     try:
-        return [r[0] for r in con.sql("SELECT release_id FROM releases ORDER BY 1").fetchall()]
+        return listed_as_published(con)
     finally:
         con.close()
 

@@ -108,3 +108,11 @@ def stage(
         ),
     )
     return folder
+
+
+def listed_as_published(con) -> list[str]:
+    """Release ids the catalogue shows as published (a catalogue that also lists withdrawn
+    releases marks them in a `status` column)."""
+    columns = {r[0] for r in con.sql("DESCRIBE releases").fetchall()}
+    where = " WHERE status = 'published'" if "status" in columns else ""
+    return [r[0] for r in con.sql(f"SELECT release_id FROM releases{where} ORDER BY 1").fetchall()]
