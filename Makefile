@@ -55,7 +55,7 @@ axe-core:
 		sha256sum $(CURDIR)/tests/accessibility/axe-core/axe.min.js && rm -rf $$tmp
 
 test: setup browser
-	$(UV) run --frozen pytest -q
+	$(UV) run --frozen pytest -q --cov --cov-report=term:skip-covered
 
 lint: setup
 	$(UV) run --frozen ruff check .

@@ -13,7 +13,13 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from flows import anonymise_command, contracts_command, deliveries_command, keys_command
+from flows import (
+    anonymise_command,
+    audit_command,
+    contracts_command,
+    deliveries_command,
+    keys_command,
+)
 from schemas.errors import CohortShareError, UserError
 
 # The prevention question: where are residents with two or more vulnerability indicators?
@@ -144,6 +150,7 @@ def _print_deliveries(root: Path, release_id: str) -> None:
 
 def cmd_approve(args: argparse.Namespace) -> int:
     from flows.approval import decide
+    from transforms.release import decisions
 
     published = decide(
         args.root,
@@ -152,9 +159,13 @@ def cmd_approve(args: argparse.Namespace) -> int:
         role=args.role,
         decision=args.decision,
         conditions=args.conditions,
+        reason=args.reason,
     )
+    status = decisions.read(args.root, args.release)["status"]
     if published:
         print(f"Release {args.release} approved and published; catalogue: {published}")
+    elif status == decisions.SECOND:
+        print(f"Release {args.release}: approval recorded; it needs a second officer's approval.")
     else:
         print(f"Release {args.release} rejected; nothing was published.")
     return 0
@@ -188,10 +199,17 @@ def cmd_query(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from flows.share_cohorts import share_cohorts
     from transforms.release.catalogue import CATALOGUE_FILE
+    from transforms.synthetic import foreign_files
 
     landing = args.root / "landing"
     if not landing.is_dir() or not any(landing.rglob("*.*")):
         cmd_generate(args)
+    foreign = foreign_files(args.root)
+    if foreign:
+        raise UserError(
+            f"{landing} holds {len(foreign)} file(s) the demo did not generate; the demo publishes "
+            "only its own synthetic data: use another --root, or `cohortshare run` and approve"
+        )
     print(
         "DEMO MODE: a local demo key pseudonymises the synthetic extracts, and the release is "
         "approved automatically (labelled as an automatic demo approval).",
@@ -248,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("--role", required=True, help="the deciding officer's role")
     approve.add_argument("--decision", required=True, choices=["approve", "reject"])
     approve.add_argument("--conditions", help="conditions attached to an approval")
+    approve.add_argument("--reason", help="why the release is rejected (required to reject)")
     approve.set_defaults(func=cmd_approve)
 
     withdraw = sub.add_parser("withdraw", help="take a published release out of the catalogue")
@@ -265,7 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.set_defaults(func=cmd_query)
 
-    for command in (anonymise_command, contracts_command, deliveries_command, keys_command):
+    for command in (
+        anonymise_command,
+        audit_command,
+        contracts_command,
+        deliveries_command,
+        keys_command,
+    ):
         command.add_parser(sub)
     return parser
 

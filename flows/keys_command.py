@@ -29,6 +29,10 @@ from transforms.identity import (
 from transforms.identity.keys import PseudonymisationKey, generate_key
 from transforms.intake import discover_deliveries, fingerprint_file
 from transforms.release import audit
+from transforms.root_lock import root_lock
+
+# A rotation waits this long for a run or a decision holding the data root's lock.
+ROTATION_LOCK_WAIT_SECONDS = 60.0
 
 # Secure-zone folders derived from tokens (person and household keys): stale after a rotation,
 # rebuilt by the next run.
@@ -136,7 +140,15 @@ def _landing_by_fingerprint(root: Path, contracts: dict) -> dict[str, Path]:
     return {fingerprint_file(p): p for _, p in discover_deliveries(root, contracts).deliveries}
 
 
-def rotate_key(
+def rotate_key(root: Path, contracts_dir: Path, **options) -> RotationSummary:
+    """Store a new key, then re-make every secure delivery not made with it, from landing/.
+
+    Holds the data root's lock: a run or a decision never sees half the deliveries re-made."""
+    with root_lock(Path(root), "key rotation", wait_seconds=ROTATION_LOCK_WAIT_SECONDS):
+        return _rotate_key(root, contracts_dir, **options)
+
+
+def _rotate_key(
     root: Path,
     contracts_dir: Path,
     *,
@@ -145,7 +157,6 @@ def rotate_key(
     discard_orphans: bool = False,
     new_key: PseudonymisationKey | None = None,
 ) -> RotationSummary:
-    """Store a new key, then re-make every secure delivery not made with it, from landing/."""
     from transforms.intake import inspect_delivery  # GX: imported only when rotating
 
     root = Path(root)

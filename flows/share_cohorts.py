@@ -16,7 +16,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.approval import decide
+from flows.approval import (
+    LOCK_WAIT_SECONDS,
+    POLICY_CHANNEL,
+    await_decisions,
+    decide,
+    from_deployment,
+)
 from flows.guard import guarded, quiet_user_error_tracebacks
 from flows.key_source import resolve_key
 from flows.settings import Settings
@@ -59,7 +65,7 @@ from transforms.intake import (
     printable,
     receive_delivery,
 )
-from transforms.release import audit, catalogue, differencing, history, notice
+from transforms.release import audit, catalogue, differencing, history, notice, outputs
 from transforms.release import gates as release_checks
 from transforms.release.report import (
     describe_release,
@@ -67,6 +73,12 @@ from transforms.release.report import (
     read_report,
     write_report,
 )
+from transforms.root_lock import root_lock
+from transforms.synthetic import foreign_files
+
+# How long a run under a Prefect server waits for the officers' decisions before it ends and
+# leaves the release staged (a decision can still be made later from the command line).
+DECISION_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 LIMITATIONS = [
     "Cohort tables count every linked resident with a known area; the record-level "
@@ -249,6 +261,11 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     staged = catalogue.stage_release(settings.root, release_id, protected.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)
+    # Kept so the gates can run again at approval on exactly these inputs.
+    release_checks.save_gate_inputs(
+        settings.root, release_id, anonymised, cohorts, policy, settings.contracts
+    )
+    sealed = outputs.seal(catalogue.staging_dir(settings.root, release_id))
     return {
         "people_counted": population.height,  # the balance's third term, from the file itself
         "tables": [c.to_dict() for c in protected.counts],
@@ -262,6 +279,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         "hidden": protected.hidden,
         "worst_hidden": worst_hidden_share(protected.hidden, HIDDEN_GROUPS),
         "checks": checks.to_dict(),
+        "outputs": sealed,
     }
 
 
@@ -278,31 +296,36 @@ def _delivery_summaries(settings: Settings, delivery_ids: list[str]) -> list[Del
     ]
 
 
+def account_rows(settings: Settings, deliveries, linked) -> dict[str, Any]:
+    population = settings.root / "secure" / "linked" / "population.parquet"
+    return release_checks.account_rows(
+        received=sum(d.rows_received for d in deliveries),
+        quarantined=sum(d.rows_quarantined for d in deliveries),
+        accepted=sum(d.rows_accepted for d in deliveries),
+        removed_by_opt_out=linked["opt_out"]["records_removed"],
+        linked_records=linked["population"]["records"],
+        people=linked["population"],
+        # Read from the file the tables are counted from, not from linkage's own counts.
+        people_counted=pl.scan_parquet(population).select(pl.len()).collect().item(),
+    )
+
+
 def build_report(
-    settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contracts
+    settings,
+    policy,
+    release_id,
+    key_id,
+    deliveries,
+    linked,
+    anonymised,
+    staged,
+    contracts,
+    accounting,
 ):
     people = linked["population"]
     opt_out = linked["opt_out"]
     register = _delivery_summaries(settings, [opt_out["register_delivery_id"]])
     opt_out["register_delivery"] = register[0].model_dump(mode="json") if register else None
-    accounting = {
-        "rows_received": sum(d.rows_received for d in deliveries),
-        "rows_quarantined": sum(d.rows_quarantined for d in deliveries),
-        "records_accepted": sum(d.rows_accepted for d in deliveries),
-        "records_removed_by_opt_out": opt_out["records_removed"],
-        "records_linked": people["records"],
-        "people_linked": people["people"],
-        "people_withheld_no_area": people["people_incomplete"],
-        "people_counted_in_cohort_tables": staged["people_counted"],
-    }
-    # Each count comes from the stage that produced it, so the identities can fail.
-    accounting["balanced"] = (
-        accounting["rows_received"]
-        == accounting["records_accepted"] + accounting["rows_quarantined"]
-        and accounting["records_accepted"]
-        == accounting["records_removed_by_opt_out"] + accounting["records_linked"]
-        and people["people"] == people["people_incomplete"] + staged["people_counted"]
-    )
     return ReleaseReport(
         release_id=release_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -331,6 +354,9 @@ def build_report(
         checks=staged["checks"],
         limitations=LIMITATIONS,
         **describe_release(settings.contracts, contracts),
+        built_by=audit.actor(),
+        approvers_required=policy.approvers_required,
+        outputs=staged["outputs"],
     )
 
 
@@ -349,16 +375,22 @@ def share_cohorts(
     contracts: str = "data_contracts",
     demo: bool = False,
     demo_approval: bool = False,
+    wait_for_decision: bool | None = None,
+    decision_timeout_seconds: int = DECISION_TIMEOUT_SECONDS,
 ) -> str:
     """Run every stage on the landing extracts and stage a release for IG approval.
 
-    Returns the release id. With `demo_approval` (demo mode only) the release is approved
-    automatically and the approval is labelled as an automatic demo approval.
+    Returns the release id. With `demo_approval` (demo mode only, on extracts the synthetic
+    generator wrote) the release is approved automatically and labelled as such. In a run from a
+    deployment (`wait_for_decision` None) or with `wait_for_decision`, the run then pauses for the
+    officers' decisions with a form; a pause that times out leaves the release staged.
     """
     quiet_user_error_tracebacks()
     if demo_approval and not demo:
         raise ConfigError("automatic approval exists only in demo mode (synthetic data, demo key)")
     settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
+    if demo_approval:
+        _refuse_foreign_extracts(settings.root)
     logger = get_run_logger()
     contract_set = load_contracts(settings.contracts)
     features = check_declarations(settings.contracts, contract_set)
@@ -387,32 +419,45 @@ def share_cohorts(
         "levels": anonymised["levels"],
         "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
     }
-    staged = stage_candidate(settings, release_id, metadata)
     rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
     deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
+    accounting = account_rows(settings, deliveries, linked)
+    release_checks.require_balanced(accounting)
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
-    report = build_report(
-        settings, policy, release_id, key_id, deliveries, linked, anonymised, staged, contract_set
-    )
-    not_ingested = [item.to_dict() for item in landing.not_ingested] + [
-        {"path": f"{r['department']}/{r['file']}", "reason": r["reason"]}
-        for r in results if r["status"] == "not ingested"
-    ]
-    report = report.model_copy(update={"not_ingested": not_ingested})
-    json_path, html_path = write_report(settings.root, report)
+    # Staging changes releases: it holds the data root's lock like every decision.
+    with root_lock(settings.root, f"stage release {release_id}", wait_seconds=LOCK_WAIT_SECONDS):
+        staged = stage_candidate(settings, release_id, metadata)
+        report = build_report(
+            settings,
+            policy,
+            release_id,
+            key_id,
+            deliveries,
+            linked,
+            anonymised,
+            staged,
+            contract_set,
+            accounting,
+        )
+        not_ingested = [item.to_dict() for item in landing.not_ingested] + [
+            {"path": f"{r['department']}/{r['file']}", "reason": r["reason"]}
+            for r in results if r["status"] == "not ingested"
+        ]
+        report = report.model_copy(update={"not_ingested": not_ingested})
+        json_path, html_path = write_report(settings.root, report)
+        audit.record_event(
+            settings.root,
+            "release_staged",
+            release_id=release_id,
+            key_id=key_id,
+            tables=[t["table"] for t in staged["tables"]],
+            opt_out=report.opt_out,  # counts only
+            notice_readability=read_report(settings.root, release_id).transparency["readability"],
+        )
     create_markdown_artifact(
         markdown=markdown_summary(report),
         key="anonymisation-report",
         description=f"Release {release_id}: counts only",
-    )
-    audit.record_event(
-        settings.root,
-        "release_staged",
-        release_id=release_id,
-        key_id=key_id,
-        tables=[t["table"] for t in staged["tables"]],
-        opt_out=report.opt_out,  # counts only
-        notice_readability=read_report(settings.root, release_id).transparency["readability"],
     )
     logger.info("release %s staged; report at %s", release_id, html_path)
     if demo_approval:
@@ -432,5 +477,21 @@ def share_cohorts(
             name=f"disclosure policy {policy.name}",
             role="approval not required by policy",
             decision="approve",
+            channel=POLICY_CHANNEL,
+        )
+    elif wait_for_decision or (wait_for_decision is None and from_deployment()):
+        await_decisions(
+            settings.root, release_id, policy.approvers_required, decision_timeout_seconds
         )
     return release_id
+
+
+def _refuse_foreign_extracts(root: Path) -> None:
+    """Automatic demo approval publishes only extracts the synthetic generator wrote."""
+    foreign = foreign_files(root)
+    if foreign:
+        raise ConfigError(
+            f"landing/ under {root} holds {len(foreign)} file(s) the synthetic generator did not "
+            f"write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); automatic "
+            "demo approval refused: use `cohortshare run` and an officer's decision"
+        )

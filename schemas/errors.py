@@ -86,6 +86,19 @@ class BusyError(UserError):
     exit_code = 14
 
 
+class ReleaseChanged(UserError):
+    """A staged release differs from what its report lists and the officer reviewed (a file
+    added, removed or changed after staging): it cannot be approved."""
+
+    exit_code = 15
+
+
+class AuditLogTampered(UserError):
+    """The audit log's hash chain is broken: a line was edited, inserted or removed."""
+
+    exit_code = 16
+
+
 class PipelineError(CohortShareError):
     """A stage failed for a reason we did not foresee; reported by stage and type only."""
 

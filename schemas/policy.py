@@ -76,6 +76,9 @@ class DisclosurePolicy(BaseModel):
     # - every_table_total: also treat every total of each table as known (published elsewhere
     #   or not), and protect withheld cells in each such total on top of the audit.
     secondary_suppression: Literal["release_audit", "every_table_total"] = "release_audit"
+    # Two-person rule: with 2, two different officers (neither the one who ran the build) must
+    # approve before a release is published; one rejection is enough to stop it.
+    approvers_required: int = Field(default=1, ge=1, le=2)
 
     @property
     def rule(self) -> SmallNumberRule:

@@ -94,12 +94,24 @@ class DeliverySummary(BaseModel):
     rows_quarantined: int
 
 
+class OutputFile(BaseModel):
+    """One staged file, bound to the decision by its full sha256 (path relative to the
+    release folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    sha256: str
+    bytes: int
+
+
 class ReleaseReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     release_id: str
     created_at: str
-    status: str  # "awaiting approval", "approved", "rejected"
+    status: str  # "awaiting approval", "awaiting second approval", "approved", "rejected",
+    # "withdrawn"
     key_id: str
     demo: bool
     policy: dict[str, Any]
@@ -136,6 +148,13 @@ class ReleaseReport(BaseModel):
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]
+    # The final decision (approved or rejected), and every decision recorded in order (one or
+    # two approvals, a rejection, a withdrawal), each with its OS user and host.
     approval: dict[str, Any] | None = None
     # Files and folders in landing/ the run did not read, escaped, with why: {path, reason}.
     not_ingested: list[dict[str, str]] = []
+    decisions: list[dict[str, Any]] = []
+    # Who ran the build (OS user, uid, host): an approver must be someone else.
+    built_by: dict[str, Any] | None = None
+    approvers_required: int = 1
+    outputs: list[OutputFile] = []

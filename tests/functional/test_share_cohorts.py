@@ -151,14 +151,16 @@ def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(publish
         with _home_of(root):
             second = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
         assert second != first
-        decide(
-            root,
-            second,
-            name="A. Officer",
-            role="Information Governance Lead",
-            decision="approve",
-            conditions="internal use",
-        )
+        with pytest.MonkeyPatch.context() as mp:  # an officer, not whoever ran the build
+            mp.setenv("LOGNAME", "ig-officer")
+            decide(
+                root,
+                second,
+                name="A. Officer",
+                role="Information Governance Lead",
+                decision="approve",
+                conditions="internal use",
+            )
         assert analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0] == before == 1
     finally:
         analyst.close()

@@ -73,7 +73,7 @@ def test_gate_refuses_a_published_row_below_k_at_the_boundary(tmp_path, shown, r
     population = _population(tmp_path, {"a": 30})
     staged = _stage(tmp_path, "r1", _table(["a", "b"], [30, shown]))
     if refused:
-        with pytest.raises(DisclosureError, match="1 published row.* fewer than k=10 people"):
+        with pytest.raises(DisclosureError, match="1 published row.* fewer than 10 people"):
             check_release(staged, population, COHORTS, POLICY)
     else:
         assert check_release(staged, population, COHORTS, POLICY).rows_below_k == 0

@@ -3,4 +3,7 @@ anonymisation report and the audit log. Only this stage imports DuckDB. Its modu
 each is a separate concern the flows call directly.
 """
 
-PUBLIC_MODULES = ("audit", "catalogue", "differencing", "gates", "history", "notice", "report")
+PUBLIC_MODULES = (
+    "audit", "catalogue", "decisions", "differencing", "gates", "history", "notice", "outputs",
+    "report",
+)

@@ -7,9 +7,13 @@ level output of the anonymiser is held to k here too.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -17,6 +21,9 @@ import polars as pl
 from schemas.cohorts import CohortDefinitions
 from schemas.errors import DisclosureError
 from schemas.policy import DisclosurePolicy
+from transforms.disclosure.hierarchy import load_hierarchies
+from transforms.files import write_text_atomically
+from transforms.release import differencing, history
 
 # Shapes of direct identifiers and pseudonyms; none may appear in a published cell or in
 # published metadata. Broad on purpose: a false alarm stops a release, a miss leaks a person.
@@ -40,6 +47,8 @@ class CheckCounts:
     identifier_matches: int
     rows_below_k: int
     population_classes_below_k: int
+    population_classes_below_l: int = 0
+    rows_withheld: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -61,9 +70,10 @@ def check_release(
     cohorts: CohortDefinitions,
     policy: DisclosurePolicy,
 ) -> CheckCounts:
-    """Run the k-anonymity gate and the identifier scan; raise DisclosureError on any failure."""
+    """Run the k-anonymity and l-diversity gates and the identifier scan; raise DisclosureError
+    on any failure."""
     problems: list[str] = []
-    rows = values = matches = below_k = 0
+    rows = values = matches = below_k = withheld = 0
     con = duckdb.connect()
     try:
         con.execute(f"CREATE VIEW population AS SELECT * FROM read_parquet('{population}')")
@@ -77,25 +87,41 @@ def check_release(
                 f"anonymised population: {classes_below_k} quasi-identifier class(es) smaller than "
                 f"k={policy.k}"
             )
+        classes_below_l = 0
+        if policy.l_diversity is not None:
+            classes_below_l = con.sql(
+                f"SELECT count(*) FROM (SELECT {qis}, count(DISTINCT {policy.sensitive}) AS l "
+                f"FROM population GROUP BY ALL HAVING l < {int(policy.l_diversity)})"
+            ).fetchall()[0][0]
+            if classes_below_l:
+                problems.append(
+                    f"anonymised population: {classes_below_l} quasi-identifier class(es) with "
+                    f"fewer than l={policy.l_diversity} values of {policy.sensitive}"
+                )
         for table in cohorts.tables:
             path = staged[table.name]
             con.execute(f"CREATE OR REPLACE VIEW staged AS SELECT * FROM read_parquet('{path}')")
-            # A published row shows a count of at least k (or a zero, where a sensitive dimension
-            # lists every value); a withheld row shows none. That each
-            # count stands for at least the policy's minimum true count is the differencing
-            # audit's to check, from the population, independently of the tabulation.
-            ((n, published_small, withheld_with_count),) = con.sql(
+            # A published row shows at least the smallest count the policy publishes (k and
+            # the small-number threshold, rounded as published), or a zero where a sensitive
+            # dimension lists every value; a withheld row shows none. That each count stands for
+            # at least that many people is the differencing audit's to check, from the
+            # population, independently of the tabulation.
+            base = policy.rule.round_to
+            smallest = (policy.min_published_count + base // 2) // base * base
+            ((n, published_small, withheld_with_count, n_withheld),) = con.sql(
                 f"SELECT count(*), "
                 f"count(*) FILTER (WHERE NOT withheld AND ({table.unit} IS NULL "
-                f"OR {table.unit} BETWEEN 1 AND {int(policy.k) - 1})), "
-                f"count(*) FILTER (WHERE withheld AND {table.unit} IS NOT NULL) FROM staged"
+                f"OR {table.unit} BETWEEN 1 AND {int(smallest) - 1})), "
+                f"count(*) FILTER (WHERE withheld AND {table.unit} IS NOT NULL), "
+                f"count(*) FILTER (WHERE withheld) FROM staged"
             ).fetchall()
             rows += n
+            withheld += n_withheld
             below_k += published_small
             if published_small:
                 problems.append(
                     f"{path.name}: {published_small} published row(s) show fewer than "
-                    f"k={policy.k} {table.unit}"
+                    f"{smallest} {table.unit}"
                 )
             if withheld_with_count:
                 problems.append(f"{path.name}: {withheld_with_count} withheld row(s) show a count")
@@ -117,4 +143,126 @@ def check_release(
         identifier_matches=matches,
         rows_below_k=below_k,
         population_classes_below_k=classes_below_k,
+        population_classes_below_l=classes_below_l,
+        rows_withheld=withheld,
     )
+
+
+def differencing_audit(
+    root: Path,
+    release_id: str,
+    staged: dict[str, Path],
+    cohorts: CohortDefinitions,
+    policy: DisclosurePolicy,
+    hierarchies: Path,
+) -> dict[str, Any]:
+    """The independent LP audit again, on the staged files as they now are, against the
+    release the tables were counted from and the last release published before this one."""
+    population = pl.read_parquet(history.population_path(root, release_id))
+    tables = {name: pl.read_parquet(path) for name, path in staged.items()}
+    result = differencing.audit_gate(
+        population,
+        cohorts,
+        load_hierarchies(hierarchies),
+        tables,
+        policy,
+        history.previous_release(root, cohorts, before=release_id),
+    )
+    return result.to_dict()
+
+
+def account_rows(
+    received: int,
+    quarantined: int,
+    accepted: int,
+    removed_by_opt_out: int,
+    linked_records: int,
+    people: dict[str, int],
+    people_counted: int,
+) -> dict[str, Any]:
+    """Every input row ends in exactly one place: the account, and whether it balances.
+
+    Each count comes from the stage that produced it, so the identities can fail: rows
+    received are accepted or quarantined; accepted records are removed by an opt-out or
+    linked; linked people have no area or are counted in the cohort tables (every one of them:
+    no record is suppressed from count tables).
+    """
+    accounting = {
+        "rows_received": received,
+        "rows_quarantined": quarantined,
+        "records_accepted": accepted,
+        "records_removed_by_opt_out": removed_by_opt_out,
+        "records_linked": linked_records,
+        "people_linked": people["people"],
+        "people_withheld_no_area": people["people_incomplete"],
+        "people_counted_in_cohort_tables": people_counted,
+    }
+    accounting["balanced"] = (
+        received == accepted + quarantined
+        and accepted == removed_by_opt_out + linked_records
+        and people["people"] == people["people_incomplete"] + people_counted
+    )
+    return accounting
+
+
+def require_balanced(accounting: dict[str, Any]) -> None:
+    """An account that does not add up stops the release before anything is staged."""
+    if not accounting["balanced"]:
+        figures = ", ".join(f"{k} {v}" for k, v in accounting.items() if k != "balanced")
+        raise DisclosureError(f"the row account does not balance ({figures}); nothing staged")
+
+
+# What the gates need to run again at approval, kept in the restricted secure zone: the
+# anonymised population the release was tabulated from (hard-linked, so a later run replacing
+# secure/anonymised/ does not change it), and the policy and cohort definitions used.
+GATE_INPUTS = ("anonymised.parquet", "policy.json", "cohorts.json", "hierarchies")
+
+
+def gate_inputs_dir(root: Path, release_id: str) -> Path:
+    return root / "secure" / "releases" / release_id
+
+
+def save_gate_inputs(
+    root: Path,
+    release_id: str,
+    population: Path,
+    cohorts: CohortDefinitions,
+    policy: DisclosurePolicy,
+    contracts: Path,
+) -> Path:
+    folder = gate_inputs_dir(root, release_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "anonymised.parquet"
+    tmp = folder / f".anonymised.{os.getpid()}.tmp"
+    try:
+        os.link(population, tmp)
+    except OSError:  # another file system: copy instead
+        tmp.write_bytes(population.read_bytes())
+    os.replace(tmp, target)
+    for name, model in (("policy.json", policy), ("cohorts.json", cohorts)):
+        write_text_atomically(folder / name, model.model_dump_json(indent=2))
+    hierarchies = folder / "hierarchies"
+    if not hierarchies.exists():  # a re-run of the same staging keeps the first copy
+        shutil.copytree(Path(contracts) / "hierarchies", hierarchies)
+    return folder
+
+
+def recheck(root: Path, release_id: str, staged_folder: Path) -> CheckCounts:
+    """Run every gate again on the staged files, with the inputs saved at staging."""
+    folder = gate_inputs_dir(root, release_id)
+    if not all((folder / name).exists() for name in GATE_INPUTS):
+        raise DisclosureError(
+            f"release {release_id}: the inputs its gates need are missing from "
+            f"{folder}; it cannot be checked again, so it cannot be published"
+        )
+    policy = DisclosurePolicy.model_validate(json.loads((folder / "policy.json").read_text()))
+    cohorts = CohortDefinitions.model_validate(json.loads((folder / "cohorts.json").read_text()))
+    staged = {t.name: staged_folder / f"{t.name}.parquet" for t in cohorts.tables}
+    missing = sorted(p.name for p in staged.values() if not p.exists())
+    if missing:
+        raise DisclosureError(
+            f"release {release_id}: staged table(s) missing: {', '.join(missing)}"
+        )
+    counts = check_release(staged, folder / "anonymised.parquet", cohorts, policy)
+    differencing_audit(root, release_id, staged, cohorts, policy, folder / "hierarchies")
+    return counts

@@ -28,8 +28,11 @@ def _release_id(folder: Path) -> str:
     return folder.name.removeprefix("release_id=")  # plain or Hive-style partition folders
 
 
-def previous_release(root: Path, cohorts: CohortDefinitions) -> PreviousRelease | None:
-    """The newest release still in published/ whose population was kept; None before the first.
+def previous_release(
+    root: Path, cohorts: CohortDefinitions, before: str | None = None
+) -> PreviousRelease | None:
+    """The newest release still in published/ whose population was kept (and older than
+    `before`, when given); None before the first.
 
     Withdrawn releases leave published/, so they are never the comparison. Its tables are
     audited under the current definitions: a table redefined between releases should be
@@ -39,6 +42,8 @@ def previous_release(root: Path, cohorts: CohortDefinitions) -> PreviousRelease 
         (f for f in published.glob("*") if f.is_dir()), key=_release_id, reverse=True
     )
     for folder in folders:
+        if before is not None and _release_id(folder) >= before:
+            continue  # at approval, the release itself (or a later one) is not its own past
         population = population_path(root, _release_id(folder))
         if not population.is_file():
             continue

@@ -48,6 +48,7 @@ from transforms.synthetic.identifiers import (
     synthetic_nhs_numbers,
     synthetic_ni_numbers,
 )
+from transforms.synthetic.marker import MARKER, foreign_files, write_marker
 from transforms.synthetic.opt_out import build_register
 from transforms.synthetic.population import (
     AGE_BANDS,
@@ -91,6 +92,9 @@ from transforms.synthetic.writers import CHILDRENS_SHEET, COUNCIL_TAX_ENCODING, 
 
 # Every public name the single-module generator had, so callers import from here as before.
 __all__ = [
+    "MARKER",
+    "foreign_files",
+    "write_marker",
     "AGE_BANDS",
     "ASC_SHARE_OF_ADULTS",
     "BENEFITS_SHARE_OF_ADULTS",
@@ -173,6 +177,7 @@ def generate_council(
     people, households = build_population(residents, seed, extract_date)
 
     files: list[Path] = []
+    extracts: list[Path] = []
     rows: dict[str, int] = {}
     truths: list[pl.DataFrame] = []
     stamp = extract_date.strftime("%Y%m%d")
@@ -200,6 +205,7 @@ def generate_council(
             path, lambda target, d=department, e=extract: WRITERS[d](e, target, extract_date)
         )
         files.append(path)
+        extracts.append(path)
         rows[department] = extract.height
         truths.append(_truth(records, noisy, department))
         log.info("synthetic %s: %d rows", department, extract.height)
@@ -210,8 +216,11 @@ def generate_council(
     path = root / "landing" / "opt_out" / f"opt_out_{stamp}.csv"
     write_atomically(path, lambda target: register.write_csv(target))
     files.append(path)
+    extracts.append(path)
     log.info("synthetic opt-out register: %d objections", register.height)
 
+    # The demo auto-approves only extracts listed here (transforms/synthetic/marker.py).
+    write_marker(root, extracts)
     truth_dir = root / "synthetic_truth"
     truth = pl.concat(truths)
     population = people.join(households, on="household_id", how="left", maintain_order="left").sort(
