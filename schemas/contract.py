@@ -44,6 +44,10 @@ IdentifierType = Literal[
 ]
 CheckDigit = Literal["nhs_mod11"]
 FormulaPolicy = Literal["neutralise", "quarantine"]
+Frequency = Literal["daily", "weekly", "monthly", "quarterly"]
+# Days between deliveries at each frequency: a newest extract older than this plus the contract's
+# latency is overdue (flows/schedules.py turns the same names into cron schedules).
+FREQUENCY_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
 Operator = Literal[">=", ">", "<=", "<"]
 
 CONTRACT_SUFFIX = ".odcs.yaml"
@@ -107,6 +111,9 @@ class DepartmentContract(BaseModel):
     row_count_min: int = 1
     row_count_max: int | None = None
     max_latency_days: int | None = None
+    # How often the department delivers (ODCS slaProperties `frequency`): sets its ingestion
+    # schedule and when its newest extract counts as overdue in a release.
+    frequency: Frequency | None = None
     columns: tuple[Column, ...]
     cross_field_rules: tuple[CrossFieldRule, ...] = ()
     quarantine_limit: float = Field(DEFAULT_QUARANTINE_LIMIT, ge=0, le=1)
@@ -193,6 +200,13 @@ def _latency_days(contract: OpenDataContractStandard) -> int | None:
     for sla in contract.slaProperties or []:
         if sla.property == "latency" and sla.value is not None:
             return int(sla.value)
+    return None
+
+
+def _frequency(contract: OpenDataContractStandard) -> str | None:
+    for sla in contract.slaProperties or []:
+        if sla.property == "frequency" and sla.value is not None:
+            return str(sla.value)
     return None
 
 
@@ -361,6 +375,7 @@ def _parse_odcs(
             row_count_min=low,
             row_count_max=high,
             max_latency_days=_latency_days(odcs),
+            frequency=_frequency(odcs),
             columns=tuple(columns),
             cross_field_rules=tuple(rules),
             quarantine_limit=custom.get("quarantineLimit", DEFAULT_QUARANTINE_LIMIT),

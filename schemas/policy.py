@@ -66,6 +66,10 @@ class DisclosurePolicy(BaseModel):
     l_diversity: int | None = Field(default=None, ge=2)
     sensitive: str | None = None
     require_approval: bool = True
+    # A department whose newest extract is overdue under its contract, or that never delivered:
+    # "block" builds no release (cohorts would mix this month with last quarter, or leave a
+    # department's residents out); "warn" builds one and flags it in the report.
+    stale_departments: Literal["block", "warn"] = "block"
 
     @property
     def rule(self) -> SmallNumberRule:

@@ -39,4 +39,6 @@ class ReleaseReport(BaseModel):
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]
+    # Each contracted department's newest extract by arrival: date, age, fresh/stale/missing.
+    freshness: list[dict[str, Any]] = []
     approval: dict[str, Any] | None = None

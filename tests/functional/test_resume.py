@@ -22,18 +22,19 @@ def test_a_failed_run_resumes_without_reprocessing_or_duplicates(
     contracts = tmp_path / "data_contracts"
     shutil.copytree(REPO / "data_contracts", contracts)
     generate_council(root, 2000, seed=3, extract_date=date.today())
-    policy = contracts / "disclosure_policy.yaml"
-    good = policy.read_text()
-    # Break the policy: the run gets past ingest, pseudonymisation and linkage, then stops.
-    policy.write_text(good.replace("k: 10", "k: ten"))
+    cohorts = contracts / "cohorts.yaml"
+    good = cohorts.read_text()
+    # Break the cohort definitions: the run gets past ingest, pseudonymisation, linkage and
+    # anonymisation, then stops at tabulation.
+    cohorts.write_text(good.replace("tables:", "tablez:"))
 
-    with pytest.raises(ConfigError, match="disclosure_policy.yaml"):
+    with pytest.raises(ConfigError, match="cohorts.yaml"):
         share_cohorts(root=str(root), contracts=str(contracts), demo=True)
     assert len(DeliveryRegistry(root).all()) == 5
     assert not (root / "staging").exists() or not any((root / "staging").iterdir())
     assert not (root / "published").exists()
 
-    policy.write_text(good)
+    cohorts.write_text(good)
     release = share_cohorts(root=str(root), contracts=str(contracts), demo=True)
 
     assert len(DeliveryRegistry(root).all()) == 5  # nothing processed twice

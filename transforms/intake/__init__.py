@@ -17,6 +17,8 @@ _PUBLIC = {
     "fingerprint_file": "ingest",
     "DeliveryRegistry": "registry",
     "render_page": "contract_docs",
+    "assess_freshness": "freshness",
+    "latest_by_arrival": "freshness",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -58,6 +58,13 @@ def markdown_summary(report: ReleaseReport) -> str:
         f"{d.rows_quarantined} |"
         for d in report.deliveries
     ]
+    if report.freshness:
+        lines += ["", "| department | newest extract | age (days) | status |", "|---|---|---:|---|"]
+        lines += [
+            f"| {f['department']} | {f['extract_date'] or 'none'} | "
+            f"{'' if f['age_days'] is None else f['age_days']} | {f['status']} |"
+            for f in report.freshness
+        ]
     lines += ["", "| table | rows published | cells withheld |", "|---|---:|---:|"]
     lines += [
         f"| {t['table']} | {t['rows_published']} | {t['cells_suppressed']} |" for t in report.tables
