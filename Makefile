@@ -9,7 +9,7 @@ export UV_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys.executable)')
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint bench setup browser clean
+.PHONY: demo test lint bench setup browser clean work-pool deploy
 
 setup: .venv/.synced
 
@@ -43,6 +43,20 @@ bench: setup
 	$(UV) run --frozen python -m benchmarks pseudonymise
 	$(UV) run --frozen python -m benchmarks link
 	$(UV) run --frozen python -m benchmarks anonymise
+
+# Prefect deployments (docs/operations.md). The work pool once per server; then deploy from a
+# clean checkout: workers clone COHORTSHARE_REPOSITORY (default: this checkout's origin) at the
+# commit deployed, so uncommitted changes would never run.
+work-pool: setup
+	$(UV) run --frozen prefect work-pool create council-data-pool --type process
+
+deploy: setup
+	@git diff --quiet HEAD && test -z "$$(git status --porcelain)" || { \
+		echo "deploy: commit or stash your changes first (workers run the deployed commit)" >&2; \
+		exit 1; }
+	COHORTSHARE_REPOSITORY=$${COHORTSHARE_REPOSITORY:-$$(git remote get-url origin 2>/dev/null || pwd)} \
+	COHORTSHARE_COMMIT=$$(git rev-parse HEAD) \
+	$(UV) run --frozen prefect --no-prompt deploy --all
 
 clean:
 	rm -rf .venv data

@@ -118,9 +118,8 @@ def _flow_with_runner(flow, dask: str | None):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.share_cohorts import last_staged_release, share_cohorts
+    from flows.share_cohorts import STAGED_HERE, share_cohorts
 
-    before = last_staged_release(args.root)
     release_id = _flow_with_runner(share_cohorts, args.dask)(
         root=str(args.root),
         contracts=str(args.contracts),
@@ -128,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         lock_wait_seconds=args.wait,
     )
-    if before is not None and before[0] == release_id:
+    if release_id not in STAGED_HERE:
         print(
             f"No input changed since release {release_id}: nothing new staged "
             "(--force builds one anyway)."

@@ -14,6 +14,7 @@ parameters set. Data root and contracts are resolved on the worker (flows/settin
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
@@ -29,7 +30,7 @@ from flows.share_cohorts import (
     landing_files,
     receive_deliveries,
 )
-from schemas.contract import load_contracts
+from schemas.contract import DepartmentContract, load_contracts
 from schemas.errors import ConfigError
 from transforms.identity import latest_tokens
 from transforms.intake import DeliveryRegistry, assess_freshness, latest_by_arrival
@@ -39,11 +40,31 @@ DATA_ROOT_RESOURCE = "cohortshare.data-root"
 # Deployed runs wait this long for another operation on the data root (a release build, an
 # approval) before failing with BusyError.
 LOCK_WAIT_SECONDS = 1800.0
+# A run still going after this long is failed (and reported by the hook) rather than left
+# holding the data root's lock.
+RELEASE_BUILD_TIMEOUT_SECONDS = 6 * 3600
+INGEST_TIMEOUT_SECONDS = 3 * 3600
+TIMEZONE = "Europe/London"
+# Ingestion schedule by the contract's delivery frequency (ODCS slaProperties `frequency`), at
+# 07:00 London time: prefect.yaml states them and tests/integration/test_deployments.py checks
+# they match the contracts.
+FREQUENCY_CRON = {
+    "daily": "0 7 * * *",
+    "weekly": "0 7 * * 1",
+    "monthly": "0 7 1 * *",
+    "quarterly": "0 7 1 1,4,7,10 *",
+}
+
+
+def ingestion_cron(contract: DepartmentContract) -> str:
+    """The cron schedule of a department's ingestion deployment (daily without a frequency)."""
+    return FREQUENCY_CRON[contract.frequency or "daily"]
 
 
 @flow(
     name="release-build",
     log_prints=False,
+    timeout_seconds=RELEASE_BUILD_TIMEOUT_SECONDS,
     task_runner=task_runner_from_environment(),
     on_failure=[report_failure],
     on_crashed=[report_failure],
@@ -72,6 +93,7 @@ def release_build(
     name="ingest-department",
     flow_run_name="ingest {department}",
     log_prints=False,
+    timeout_seconds=INGEST_TIMEOUT_SECONDS,
     task_runner=task_runner_from_environment(),
     on_failure=[report_failure],
     on_crashed=[report_failure],
@@ -119,3 +141,28 @@ def ingest_department(
     elif waiting:
         logger.info("release build waits for: %s", ", ".join(waiting))
     return counts
+
+
+@flow(
+    name="demo",
+    log_prints=False,
+    task_runner=task_runner_from_environment(),
+    on_failure=[report_failure],
+    on_crashed=[report_failure],
+)
+@guarded
+def demo(residents: int = 20_000, root: str | None = None) -> str:
+    """The demo as its own deployment: a synthetic council (made once), a demo key, a release
+    approved automatically and labelled so. Never point it at real data."""
+    from flows.share_cohorts import share_cohorts
+    from transforms.synthetic import generate_council
+
+    quiet_user_error_tracebacks()
+    target = Path(root) if root else Path.home() / "cohortshare-demo"
+    landing = target / "landing"
+    if not landing.is_dir() or not any(landing.rglob("*.*")):
+        generate_council(target, residents, 2026, extract_date=date.today())
+    contracts = settings_where_running(str(target)).contracts
+    return share_cohorts(
+        root=str(target), contracts=str(contracts), demo=True, demo_approval=True, force=True
+    )

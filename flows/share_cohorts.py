@@ -67,13 +67,15 @@ from transforms.release import gates as release_checks
 from transforms.release.report import markdown_summary, write_report
 from transforms.root_lock import root_lock
 
-# A delivery is retried only after an I/O error (a network share that blinks), twice, after 10 s
-# then 20 s. Time limits are set per deployment run (flows/deployments.py): a task timeout
+# A delivery is retried only after an I/O error (a network share that blinks), twice, after 3 s
+# then 6 s. Time limits are set per deployment run (flows/deployments.py): a task timeout
 # cannot interrupt a task in a worker thread.
 DELIVERY_RETRIES = 2
 # Files that make up the release's inputs besides the deliveries: a change to any of them is a
 # reason to build a new release even when no department delivered.
 DECLARATIONS = ("disclosure_policy.yaml", "cohorts.yaml", "linkage.yaml", "hierarchies")
+# Releases staged by runs in this process: the CLI tells a new release from an unchanged one.
+STAGED_HERE: set[str] = set()
 
 LIMITATIONS = [
     "Secondary suppression treats every total of each table (over any of its columns) as "
@@ -124,7 +126,7 @@ def _retry_after_io_error(task, task_run, state) -> bool:
     cache_policy=NO_CACHE,
     task_run_name="receive {department}: {path.name}",
     retries=DELIVERY_RETRIES,
-    retry_delay_seconds=exponential_backoff(backoff_factor=10),
+    retry_delay_seconds=exponential_backoff(backoff_factor=3),
     retry_condition_fn=_retry_after_io_error,
 )
 @guarded
@@ -538,6 +540,7 @@ def build_release(
             inputs=inputs,
         )
     logger.info("release %s staged; report at %s", release_id, html_path)
+    STAGED_HERE.add(release_id)
     return release_id, True
 
 

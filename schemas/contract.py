@@ -114,6 +114,9 @@ class DepartmentContract(BaseModel):
     # How often the department delivers (ODCS slaProperties `frequency`): sets its ingestion
     # schedule and when its newest extract counts as overdue in a release.
     frequency: Frequency | None = None
+    # Rank of this department's identity data when departments disagree about a resident
+    # (customProperties `identityPriority`; 1 = most reliable). See `source_priority`.
+    identity_priority: int | None = Field(default=None, ge=1)
     columns: tuple[Column, ...]
     cross_field_rules: tuple[CrossFieldRule, ...] = ()
     quarantine_limit: float = Field(DEFAULT_QUARANTINE_LIMIT, ge=0, le=1)
@@ -376,6 +379,7 @@ def _parse_odcs(
             row_count_max=high,
             max_latency_days=_latency_days(odcs),
             frequency=_frequency(odcs),
+            identity_priority=custom.get("identityPriority"),
             columns=tuple(columns),
             cross_field_rules=tuple(rules),
             quarantine_limit=custom.get("quarantineLimit", DEFAULT_QUARANTINE_LIMIT),
@@ -493,3 +497,16 @@ def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[s
     if new.formula_policy == "quarantine" and old.formula_policy == "neutralise":
         found.append("file: formulas now quarantined instead of neutralised")
     return found
+
+
+def source_priority(contracts: dict[str, DepartmentContract]) -> tuple[str, ...]:
+    """Departments in the order their identity data is trusted, as their contracts declare
+    (`identityPriority`, lowest first); departments that declare none come last, by name.
+    A new department joins the order through its contract, not through code."""
+    return tuple(
+        sorted(
+            contracts,
+            key=lambda d: (contracts[d].identity_priority is None,
+                           contracts[d].identity_priority or 0, d),
+        )
+    )
