@@ -25,13 +25,19 @@ def thread_workers() -> int:
     return int(configured) if configured else max(1, min(5, os.cpu_count() or 1))
 
 
-def dask_task_runner(address: str):
-    """A Prefect task runner on Dask: `local` starts a cluster of worker processes here."""
+def dask_task_runner(address: str, processes: bool = True):
+    """A Prefect task runner on Dask: `local` starts a cluster of worker processes here
+    (`processes=False`: one worker process's threads, for tests)."""
     from prefect_dask import DaskTaskRunner
 
     if address == "local":
+        workers = thread_workers() if processes else 1
         return DaskTaskRunner(
-            cluster_kwargs={"n_workers": thread_workers(), "threads_per_worker": 1}
+            cluster_kwargs={
+                "n_workers": workers,
+                "threads_per_worker": 1 if processes else thread_workers(),
+                "processes": processes,
+            }
         )
     return DaskTaskRunner(address=address)
 
