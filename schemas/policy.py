@@ -67,9 +67,10 @@ class DisclosurePolicy(BaseModel):
     sensitive: str | None = None
     require_approval: bool = True
     # A department whose newest extract is overdue under its contract, or that never delivered:
-    # "block" builds no release (cohorts would mix this month with last quarter, or leave a
-    # department's residents out); "warn" builds one and flags it in the report.
-    stale_departments: Literal["block", "warn"] = "block"
+    # "warn" builds the release and flags the department in the report (and the log);
+    # "block" builds none (cohorts would mix this month with last quarter, or leave a
+    # department's residents out).
+    stale_departments: Literal["block", "warn"] = "warn"
 
     @property
     def rule(self) -> SmallNumberRule:

@@ -35,14 +35,17 @@ def test_an_unreadable_department_stops_neither_the_others_nor_goes_unreported(
     received = {o.department for o in DeliveryRegistry(root).all()}
     assert received == {"adult_social_care", "benefits", "childrens_services", "council_tax"}
 
-    # Housing never delivered: the policy's default blocks the release and says why.
+    # Housing never delivered: under `stale_departments: block` no release, and it says why.
     (housing / "housing_20261127.ndjson").unlink()
+    policy = contracts / "disclosure_policy.yaml"
+    policy.write_text(policy.read_text().replace("stale_departments: warn",
+                                                 "stale_departments: block"))
     with pytest.raises(NoDataError, match="housing: no accepted delivery"):
         share_cohorts(root=str(root), contracts=str(contracts), demo=True)
     assert not (root / "staging").exists()
 
-    # Under `stale_departments: warn` the release is built and its report flags housing.
-    policy = contracts / "disclosure_policy.yaml"
+    # Under `stale_departments: warn` (the shipped policy) the release is built, and its report
+    # flags housing.
     policy.write_text(policy.read_text().replace("stale_departments: block",
                                                  "stale_departments: warn"))
     release = share_cohorts(root=str(root), contracts=str(contracts), demo=True)
