@@ -112,13 +112,13 @@ def _arrival(path: Path) -> tuple[float, str]:
 
 def _retry_after_io_error(task, task_run, state) -> bool:
     """Retry a delivery only when it failed on I/O; a bug or a bad file fails the same again."""
-    try:
-        state.result()
-    except PipelineError as error:
-        return getattr(error, "transient", False)
-    except Exception:  # noqa: BLE001 - anything else is not worth a retry
-        return False
-    return False
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            state.result()
+        except Exception as raised:  # noqa: BLE001 - inspected, not handled
+            error = raised
+    return isinstance(error, PipelineError) and getattr(error, "transient", False)
 
 
 @task(
