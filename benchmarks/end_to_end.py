@@ -202,13 +202,12 @@ def main(argv: list[str] | None = None) -> int:
 
         import os
 
-        from flows.cli import EPHEMERAL_STARTUP_SECONDS
+        from flows.cli import _quiet_third_parties
 
         os.environ["HOME"] = tmp  # the demo key lives in a throwaway home
         os.environ.pop("XDG_CONFIG_HOME", None)
-        os.environ.setdefault(
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS
-        )
+        # No analytics, and the CLI's start-up allowance for Prefect's temporary server.
+        _quiet_third_parties()
         from prefect.client.orchestration import get_client
 
         from flows.share_cohorts import share_cohorts
