@@ -43,6 +43,7 @@ bench: setup
 	$(UV) run --frozen python -m benchmarks pseudonymise
 	$(UV) run --frozen python -m benchmarks link
 	$(UV) run --frozen python -m benchmarks anonymise
+	$(UV) run --frozen python -m benchmarks end_to_end --rows 1000000
 
 # Prefect deployments (docs/operations.md). The work pool once per server; then deploy from a
 # clean checkout: workers clone COHORTSHARE_REPOSITORY (default: this checkout's origin) at the
