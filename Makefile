@@ -21,7 +21,7 @@ export GX_ANALYTICS_ENABLED := false
 # Prefect API server`. Give it two minutes (docs/architecture.md, Traps).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: demo test lint bench setup browser clean axe-core
+.PHONY: demo test lint bench setup browser clean axe-core work-pool deploy
 
 setup: .venv/.synced
 
@@ -68,6 +68,21 @@ bench: setup
 	$(UV) run --frozen python -m benchmarks link
 	$(UV) run --frozen python -m benchmarks anonymise
 	$(UV) run --frozen python -m benchmarks release --residents 2000000
+	$(UV) run --frozen python -m benchmarks end_to_end --rows 1000000
+
+# Prefect deployments (docs/operations.md). The work pool once per server; then deploy from a
+# clean checkout: workers clone COHORTSHARE_REPOSITORY (default: this checkout's origin) at the
+# commit deployed, so uncommitted changes would never run.
+work-pool: setup
+	$(UV) run --frozen prefect work-pool create council-data-pool --type process
+
+deploy: setup
+	@git diff --quiet HEAD && test -z "$$(git status --porcelain)" || { \
+		echo "deploy: commit or stash your changes first (workers run the deployed commit)" >&2; \
+		exit 1; }
+	COHORTSHARE_REPOSITORY=$${COHORTSHARE_REPOSITORY:-$$(git remote get-url origin 2>/dev/null || pwd)} \
+	COHORTSHARE_COMMIT=$$(git rev-parse HEAD) \
+	$(UV) run --frozen prefect --no-prompt deploy --all
 
 clean:
 	rm -rf .venv data

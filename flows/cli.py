@@ -29,12 +29,22 @@ EXAMPLE_QUERY = (
     "GROUP BY ward ORDER BY people DESC LIMIT 8"
 )
 UNEXPECTED_EXIT = 70
+# EX_TEMPFAIL: Prefect's temporary server did not start; trying again later may work.
+PREFECT_STARTUP_EXIT = 75
+# Prefect's temporary (ephemeral) server must start within this many seconds. Its default, 20,
+# is too short on a loaded machine: the first run in a fresh home failed with a bare
+# RuntimeError while the server was still migrating its database.
+EPHEMERAL_STARTUP_SECONDS = "120"
+PREFECT_STARTUP_FAILURE = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
 def _quiet_third_parties() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault(
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_SECONDS
+    )
 
 
 def _default_root() -> Path:
@@ -108,10 +118,30 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from flows.share_cohorts import share_cohorts
+def _flow_with_runner(flow, dask: str | None):
+    if not dask:
+        return flow
+    from flows.runners import dask_task_runner
 
-    release_id = share_cohorts(root=str(args.root), contracts=str(args.contracts), demo=args.demo)
+    return flow.with_options(task_runner=dask_task_runner(dask))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.share_cohorts import STAGED_HERE, share_cohorts
+
+    release_id = _flow_with_runner(share_cohorts, args.dask)(
+        root=str(args.root),
+        contracts=str(args.contracts),
+        demo=args.demo,
+        force=args.force,
+        lock_wait_seconds=args.wait,
+    )
+    if release_id not in STAGED_HERE:
+        print(
+            f"No input changed since release {release_id}: nothing new staged "
+            "(--force builds one anyway)."
+        )
+        return 0
     _print_deliveries(args.root, release_id)
     report = args.root / "reports" / release_id / "anonymisation_report.html"
     print(f"Release {release_id} staged, awaiting approval.")
@@ -215,8 +245,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "approved automatically (labelled as an automatic demo approval).",
         file=sys.stderr,
     )
+    # Forced: the demo always shows a fresh release, even on unchanged extracts.
     release_id = share_cohorts(
-        root=str(args.root), contracts=str(args.contracts), demo=True, demo_approval=True
+        root=str(args.root),
+        contracts=str(args.contracts),
+        demo=True,
+        demo_approval=True,
+        force=True,
     )
     catalogue = args.root / "published" / CATALOGUE_FILE
     report = args.root / "reports" / release_id / "anonymisation_report.html"
@@ -250,6 +285,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo",
         action="store_true",
         help="use (and create if needed) a local demo key; never for real data",
+    )
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="stage a new release even when no delivery, contract or declaration changed",
+    )
+    run.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run or decision on the data root to finish "
+        "(default: stop at once with BusyError)",
+    )
+    run.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run department tasks on a Dask cluster: a scheduler address, or 'local' for "
+        "worker processes on this machine (needs prefect-dask)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -314,6 +368,16 @@ def main(argv: list[str] | None = None) -> int:
 
         if not is_failure(error) or os.environ.get("COHORTSHARE_DEBUG") == "1":
             raise
+        if isinstance(error, RuntimeError) and PREFECT_STARTUP_FAILURE in str(error):
+            print(
+                "PrefectStartupError: Prefect's temporary server did not start within "
+                f"{os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS']} s (a busy "
+                "machine?); nothing was run. Try again, raise "
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a Prefect server "
+                "(`prefect server start`) and set PREFECT_API_URL",
+                file=sys.stderr,
+            )
+            return PREFECT_STARTUP_EXIT
         print(
             f"UnexpectedError: {type(error).__name__} (details withheld because library "
             "messages may quote data values; set COHORTSHARE_DEBUG=1 on a restricted machine "

@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from schemas.errors import CohortShareError, PipelineError, UserError
+from schemas.errors import CohortShareError, PipelineError
 
-PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs", "prefect.engine")
 
 
 def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,11 +29,16 @@ def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         except BaseException as error:
             if not is_failure(error):
                 raise
-            raise PipelineError(
+            failure = PipelineError(
                 f"stage '{function.__name__}' failed with {type(error).__name__} "
                 "(details withheld: library messages may quote data values; set "
                 "COHORTSHARE_DEBUG=1 on a restricted machine and re-run to see them)"
-            ) from (error if _debug() else None)
+            )
+            # The type (never the message) names the failure in summaries; I/O errors (a file
+            # share that blinks, a full disk) may pass on a retry.
+            failure.cause = type(error).__name__
+            failure.transient = isinstance(error, OSError)
+            raise failure from (error if _debug() else None)
 
     return run
 
@@ -49,8 +54,17 @@ def _debug() -> bool:
 
 
 class _DropUserErrorTracebacks(logging.Filter):
+    """Our errors' one-line messages already say everything (a `PipelineError`'s traceback
+    shows only this module, its cause being withheld), and Prefect logs a failure once per
+    task, once per flow and once per engine: without this each error printed three tracebacks.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], UserError):
+        if (
+            record.exc_info
+            and isinstance(record.exc_info[1], CohortShareError)
+            and not _debug()
+        ):
             record.exc_info = None
             record.exc_text = None
         return True

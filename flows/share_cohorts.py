@@ -2,11 +2,21 @@
 
 Tasks that see identifiable rows (`process_delivery`) keep them inside the task: they take a
 path, return counts, and set `persist_result=False` so Prefect never pickles them to disk.
+
+A run holds the data root's lock (transforms/root_lock.py) from receiving deliveries to
+recording the staged release, so two runs never check-then-write the delivery registry or the
+secure zone at once; the second waits (`lock_wait_seconds`) or stops with `BusyError`.
+Departments are received concurrently by the flow's task runner (flows/runners.py); each
+department's deliveries in arrival order, with retries on I/O errors, so one unreadable file
+never stops the other departments.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,20 +25,29 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from flows.approval import (
-    LOCK_WAIT_SECONDS,
     POLICY_CHANNEL,
     await_decisions,
     decide,
     from_deployment,
 )
 from flows.guard import guarded, quiet_user_error_tracebacks
+from flows.hooks import report_failure
 from flows.key_source import resolve_key
+from flows.runners import task_runner_from_environment
 from flows.settings import Settings
 from schemas.cohorts import load_cohorts, load_indicators
 from schemas.contract import departments, load_contracts, opt_out_registers
-from schemas.errors import ConfigError, DeliveryRejected, KeyCustodyError, NoDataError
+from schemas.errors import (
+    BusyError,
+    ConfigError,
+    DeliveryRejected,
+    KeyCustodyError,
+    NoDataError,
+    PipelineError,
+)
 from schemas.policy import load_policy
 from schemas.report import DeliverySummary, ReleaseReport
 from schemas.transparency import TRANSPARENCY_FILE, load_transparency
@@ -59,9 +78,11 @@ from transforms.identity import (
 from transforms.intake import (
     CONTAINED,
     DeliveryRegistry,
+    assess_freshness,
     discover_deliveries,
     failed_outcome,
     fingerprint_file,
+    latest_by_arrival,
     printable,
     receive_delivery,
 )
@@ -79,6 +100,19 @@ from transforms.synthetic import foreign_files
 # How long a run under a Prefect server waits for the officers' decisions before it ends and
 # leaves the release staged (a decision can still be made later from the command line).
 DECISION_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+# A delivery is retried only after an I/O error (a network share that blinks), twice, after 3 s
+# then 6 s. Time limits are set per deployment run (flows/deployments.py): a task timeout
+# cannot interrupt a task in a worker thread.
+DELIVERY_RETRIES = 2
+# Files that make up the release's inputs besides the deliveries: a change to any of them is a
+# reason to build a new release even when no department delivered.
+DECLARATIONS = (
+    "disclosure_policy.yaml", "cohorts.yaml", "indicators.yaml", "linkage.yaml", "hierarchies",
+    "transparency.yaml", "release_purpose.yaml",
+)
+# Releases staged by runs in this process: the CLI tells a new release from an unchanged one.
+STAGED_HERE: set[str] = set()
 
 LIMITATIONS = [
     "Cohort tables count every linked resident with a known area; the record-level "
@@ -104,6 +138,7 @@ HIDDEN_GROUPS = {
 def check_declarations(contracts_dir: Path, contract_set: dict) -> PersonFeatures:
     """Everything declarative is checked before any data is read: attributes, indicators,
     cohort definitions against the population they will count."""
+    load_geography(contracts_dir / GEOGRAPHY_FILE)  # an empty or broken lookup stops the run
     indicators = load_indicators(contracts_dir / "indicators.yaml")
     features = person_features(departments(contract_set), indicators)
     check_definitions(
@@ -119,11 +154,41 @@ def landing_files(root: Path, contracts: dict):
     return discover_deliveries(root, contracts)
 
 
-@task(persist_result=False, cache_policy=NO_CACHE, task_run_name="receive {department}")
+def _arrival(path: Path) -> tuple[float, str]:
+    try:
+        return path.lstat().st_mtime, path.name
+    except OSError:  # vanished meanwhile: its task reports it
+        return 0.0, path.name
+
+
+def _retry_after_io_error(task, task_run, state) -> bool:
+    """Retry a delivery only when it failed on I/O; a bug or a bad file fails the same again."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            state.result()
+        except Exception as raised:  # noqa: BLE001 - inspected, not handled
+            error = raised
+    return isinstance(error, PipelineError) and getattr(error, "transient", False)
+
+
+@task(
+    persist_result=False,
+    cache_policy=NO_CACHE,
+    task_run_name="receive {department}",
+    retries=DELIVERY_RETRIES,
+    retry_delay_seconds=exponential_backoff(backoff_factor=3),
+    retry_condition_fn=_retry_after_io_error,
+)
 @guarded
 def process_delivery(settings: Settings, department: str, path: Path) -> dict[str, Any]:
-    """Ingest, validate, quarantine and pseudonymise one delivery; only tokens leave this task."""
+    """Ingest, validate, quarantine and pseudonymise one delivery; only tokens leave this task.
+
+    The caller holds the data root's lock, so checking the registry and then writing to it
+    cannot interleave with another run's.
+    """
     logger = get_run_logger()
+    started = time.perf_counter()
     contract = load_contracts(settings.contracts)[department]
     registry = DeliveryRegistry(settings.root)
     summary = {"department": department, "file": printable(path.name)}
@@ -148,10 +213,11 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     key = resolve_key(demo=settings.demo)
     outcome = received.outcome
     rules = load_linkage_rules(settings.contracts / "linkage.yaml")
+    # A broken declaration is the run's problem, not this delivery's: outside the containment.
+    geography = load_geography(settings.contracts / GEOGRAPHY_FILE)
     try:
         tokens, counts = pseudonymise(
-            received.frame, contract, key, load_geography(settings.contracts / GEOGRAPHY_FILE),
-            outcome.extract_date, rules=rules,
+            received.frame, contract, key, geography, outcome.extract_date, rules=rules
         )
         write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
     except CONTAINED as error:  # noqa: BLE001 - a panic in one delivery must not end the run
@@ -161,12 +227,13 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
         return {**summary, "status": "rejected", "reason": str(rejection)}
     registry.record(outcome)
     logger.info(
-        "%s: %s received %d, accepted %d, quarantined %d",
+        "%s: %s received %d, accepted %d, quarantined %d in %.1f s",
         department,
         summary["file"],
         outcome.rows_received,
         outcome.rows_accepted,
         outcome.rows_quarantined,
+        time.perf_counter() - started,
     )
     return {**summary, "status": outcome.status, "pseudonymisation": counts.to_dict()}
 
@@ -220,6 +287,7 @@ def link_population(settings: Settings, key_id: str, features: PersonFeatures) -
 @task(persist_result=False, cache_policy=NO_CACHE)
 @guarded
 def anonymise_population(settings: Settings) -> dict[str, Any]:
+    started = time.perf_counter()
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
     hierarchies = load_hierarchies(
@@ -237,7 +305,16 @@ def anonymise_population(settings: Settings) -> dict[str, Any]:
     out = settings.root / "secure" / "anonymised"
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(result.frame, out / "population.parquet")
-    return result.to_dict()
+    found = result.to_dict()
+    get_run_logger().info(
+        "anonymise: %d people, %d released, %d suppressed, levels %s in %.1f s",
+        population.height,
+        found["released"],
+        found["suppressed"],
+        found["levels"],
+        time.perf_counter() - started,
+    )
+    return found
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)
@@ -321,6 +398,7 @@ def build_report(
     staged,
     contracts,
     accounting,
+    freshness=(),
 ):
     people = linked["population"]
     opt_out = linked["opt_out"]
@@ -357,6 +435,7 @@ def build_report(
         built_by=audit.actor(),
         approvers_required=policy.approvers_required,
         outputs=staged["outputs"],
+        freshness=[f.to_dict() for f in freshness],
     )
 
 
@@ -368,39 +447,27 @@ def _notice_content(settings: Settings, policy, contracts) -> dict[str, Any]:
     return notice.notice_content(declared, shared, policy, cohorts)
 
 
-@flow(name="share_cohorts", log_prints=False)
-@guarded
-def share_cohorts(
-    root: str = "data",
-    contracts: str = "data_contracts",
-    demo: bool = False,
-    demo_approval: bool = False,
-    wait_for_decision: bool | None = None,
-    decision_timeout_seconds: int = DECISION_TIMEOUT_SECONDS,
-) -> str:
-    """Run every stage on the landing extracts and stage a release for IG approval.
+def receive_deliveries(settings: Settings, files: list[tuple[str, Path]]) -> list[dict]:
+    """Receive every landing file: departments concurrently, each one's files in order.
 
-    Returns the release id. With `demo_approval` (demo mode only, on extracts the synthetic
-    generator wrote) the release is approved automatically and labelled as such. In a run from a
-    deployment (`wait_for_decision` None) or with `wait_for_decision`, the run then pauses for the
-    officers' decisions with a form; a pause that times out leaves the release staged.
+    A delivery that still fails after its retries stops only the later deliveries of its own
+    department; the others are received, then the run fails naming the department and file.
     """
-    quiet_user_error_tracebacks()
-    if demo_approval and not demo:
-        raise ConfigError("automatic approval exists only in demo mode (synthetic data, demo key)")
-    settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
-    if demo_approval:
-        _refuse_foreign_extracts(settings.root)
     logger = get_run_logger()
-    contract_set = load_contracts(settings.contracts)
-    features = check_declarations(settings.contracts, contract_set)
-    key_id = resolve_key(demo=demo).key_id
-    landing = landing_files(settings.root, contract_set)
-    files = landing.deliveries
-    logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
-    for item in landing.not_ingested:
-        logger.warning("not ingested: landing/%s: %s", item.path, item.reason)
-    results = [process_delivery(settings, department, path) for department, path in files]
+    started = time.perf_counter()
+    futures, last = [], {}
+    for department, path in files:
+        upstream = [last[department]] if department in last else None
+        future = process_delivery.submit(settings, department, path, wait_for=upstream)
+        futures.append((department, path, future))
+        last[department] = future
+    results, failed = [], []
+    for department, path, future in futures:
+        future.wait()
+        if future.state.is_completed():
+            results.append(future.result())
+        else:
+            failed.append(f"{department}: {path.name} ({_failure_reason(future)})")
     for result in results:
         if result["status"] == "rejected":
             audit.record_event(
@@ -410,22 +477,153 @@ def share_cohorts(
                 file=result["file"],
                 reason=result["reason"],
             )
-    linked = link_population(settings, key_id, features)
-    anonymised = anonymise_population(settings)
-    release_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    metadata = {
-        "release_id": release_id,
-        "key_id": key_id,
-        "levels": anonymised["levels"],
-        "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
+    new = [r for r in results if not r["status"].startswith("already")]
+    logger.info(
+        "receive: %d landing file(s) of %d department(s): %d new, %d already processed, "
+        "%d rejected, %d failed in %.1f s",
+        len(files),
+        len({d for d, _ in files}),
+        len(new),
+        len(results) - len(new),
+        sum(r["status"] == "rejected" for r in results),
+        len(failed),
+        time.perf_counter() - started,
+    )
+    if failed:
+        raise PipelineError(
+            f"{len(failed)} of {len(files)} deliveries could not be received: "
+            f"{'; '.join(failed)}. The other deliveries were received; fix these and re-run "
+            "(nothing is processed twice)"
+        )
+    return results
+
+
+def _failure_reason(future) -> str:
+    state = future.state
+    if state.is_failed():
+        error = future.result(raise_on_failure=False)
+        if isinstance(error, PipelineError) and getattr(error, "cause", None):
+            attempts = "" if not getattr(error, "transient", False) else ", after retries"
+            return f"{error.cause}{attempts}"
+        if isinstance(error, BaseException):
+            return f"{type(error).__name__}: {error}"
+    if state.is_pending() or state.name == "NotReady":
+        return "not attempted: an earlier delivery of this department failed"
+    return state.name
+
+
+def check_freshness(settings: Settings, contracts: dict, policy) -> list:
+    """Each department's newest delivery by arrival, judged against its contract's SLA.
+
+    Logs one line per department; a stale or missing one stops the build when the disclosure
+    policy says `stale_departments: block`.
+    """
+    logger = get_run_logger()
+    with_tokens = {meta["department"] for meta in latest_tokens(settings.root).values()}
+    latest = {
+        department: outcome
+        for department, outcome in latest_by_arrival(DeliveryRegistry(settings.root).all()).items()
+        if department in with_tokens
     }
-    rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
-    deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
-    accounting = account_rows(settings, deliveries, linked)
-    release_checks.require_balanced(accounting)
+    verdicts = assess_freshness(contracts, latest, date.today())
+    for verdict in verdicts:
+        (logger.info if verdict.status == "fresh" else logger.warning)(
+            "freshness: %s", verdict.describe()
+        )
+    overdue = [v for v in verdicts if v.status != "fresh"]
+    if overdue and policy.stale_departments == "block":
+        raise NoDataError(
+            f"{len(overdue)} department(s) stale or missing: "
+            f"{'; '.join(v.describe() for v in overdue)}. No release built (disclosure "
+            "policy: stale_departments: block); put the newest extracts in landing/ or set "
+            "stale_departments: warn"
+        )
+    return verdicts
+
+
+def release_inputs(settings: Settings, key_id: str, contracts: dict) -> str:
+    """A fingerprint of everything a release is built from: the deliveries it would use, the
+    contracts, the declarations (policy, cohorts, linkage, hierarchies) and the key id."""
+    digest = hashlib.sha256()
+    for meta in sorted(latest_tokens(settings.root).values(), key=lambda m: m["department"]):
+        digest.update(f"delivery {meta['department']} {meta['delivery_id']}\n".encode())
+    for department, contract in sorted(contracts.items()):
+        digest.update(f"contract {department} {contract.contract_id} {contract.version}\n".encode())
+    for name in DECLARATIONS:
+        target = settings.contracts / name
+        paths = sorted(target.rglob("*")) if target.is_dir() else [target]
+        for path in paths:
+            if path.is_file():
+                relative = path.relative_to(settings.contracts).as_posix()
+                digest.update(f"file {relative} ".encode() + path.read_bytes() + b"\n")
+    digest.update(f"key {key_id}\n".encode())
+    return digest.hexdigest()
+
+
+def last_staged_release(root: Path) -> tuple[str, str | None] | None:
+    """The newest staged release and the fingerprint of its inputs (None for older releases)."""
+    staged = [e for e in audit.read_events(root) if e.get("event") == "release_staged"]
+    return (staged[-1]["release_id"], staged[-1].get("inputs")) if staged else None
+
+
+@contextmanager
+def holding_root_lock(root: Path, operation: str, wait_seconds: float):
+    """The data root's lock; says in the log when it has to wait for another operation."""
+    try:
+        with root_lock(root, operation):
+            yield
+        return
+    except BusyError as busy:
+        if wait_seconds <= 0:
+            raise
+        get_run_logger().warning("%s; waiting up to %d s", busy, wait_seconds)
+    with root_lock(root, operation, wait_seconds=wait_seconds):
+        yield
+
+
+def build_release(
+    settings: Settings, *, force: bool = False, lock_wait_seconds: float = 0.0
+) -> tuple[str, bool]:
+    """Receive, link, anonymise and stage under the data root's lock.
+
+    Returns (release id, built): when nothing the release is built from changed since the last
+    staged release, that release's id and False, unless `force`.
+    """
+    logger = get_run_logger()
+    contract_set = load_contracts(settings.contracts)
+    features = check_declarations(settings.contracts, contract_set)
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
-    # Staging changes releases: it holds the data root's lock like every decision.
-    with root_lock(settings.root, f"stage release {release_id}", wait_seconds=LOCK_WAIT_SECONDS):
+    key_id = resolve_key(demo=settings.demo).key_id
+    with holding_root_lock(settings.root, "release build", lock_wait_seconds):
+        landing = landing_files(settings.root, contract_set)
+        files = sorted(landing.deliveries, key=lambda found: (found[0], _arrival(found[1])))
+        logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
+        for item in landing.not_ingested:
+            logger.warning("not ingested: landing/%s: %s", item.path, item.reason)
+        results = receive_deliveries(settings, files)
+        freshness = check_freshness(settings, departments(contract_set), policy)
+        inputs = release_inputs(settings, key_id, contract_set)
+        previous = last_staged_release(settings.root)
+        if previous is not None and previous[1] == inputs and not force:
+            logger.info(
+                "no input changed since release %s (same deliveries, contracts, declarations "
+                "and key): nothing new staged; force=True builds one anyway",
+                previous[0],
+            )
+            return previous[0], False
+        linked = link_population(settings, key_id, features)
+        anonymised = anonymise_population(settings)
+        release_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        metadata = {
+            "release_id": release_id,
+            "key_id": key_id,
+            "levels": anonymised["levels"],
+            "contracts": {d: f"{c.contract_id} v{c.version}" for d, c in contract_set.items()},
+        }
+        rejected = [r["delivery_id"] for r in results if r["status"] == "rejected"]
+        deliveries = _delivery_summaries(settings, linked["deliveries"] + rejected)
+        accounting = account_rows(settings, deliveries, linked)
+        release_checks.require_balanced(accounting)
         staged = stage_candidate(settings, release_id, metadata)
         report = build_report(
             settings,
@@ -438,6 +636,7 @@ def share_cohorts(
             staged,
             contract_set,
             accounting,
+            freshness,
         )
         not_ingested = [item.to_dict() for item in landing.not_ingested] + [
             {"path": f"{r['department']}/{r['file']}", "reason": r["reason"]}
@@ -445,21 +644,30 @@ def share_cohorts(
         ]
         report = report.model_copy(update={"not_ingested": not_ingested})
         json_path, html_path = write_report(settings.root, report)
+        create_markdown_artifact(
+            markdown=markdown_summary(report),
+            key="anonymisation-report",
+            description=f"Release {release_id}: counts only",
+        )
         audit.record_event(
             settings.root,
             "release_staged",
             release_id=release_id,
             key_id=key_id,
             tables=[t["table"] for t in staged["tables"]],
+            inputs=inputs,
             opt_out=report.opt_out,  # counts only
             notice_readability=read_report(settings.root, release_id).transparency["readability"],
         )
-    create_markdown_artifact(
-        markdown=markdown_summary(report),
-        key="anonymisation-report",
-        description=f"Release {release_id}: counts only",
-    )
     logger.info("release %s staged; report at %s", release_id, html_path)
+    STAGED_HERE.add(release_id)
+    return release_id, True
+
+
+def approve_automatically(settings: Settings, release_id: str, demo_approval: bool) -> bool:
+    """The two approvals that need no person: the labelled demo one, and a policy's waiver.
+    Outside the run's lock: the decision takes the data root's lock itself. True if decided."""
+    policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     if demo_approval:
         decide(
             settings.root,
@@ -470,7 +678,8 @@ def share_cohorts(
             conditions="synthetic data only",
             demo=True,
         )
-    elif not policy.require_approval:
+        return True
+    if not policy.require_approval:
         decide(
             settings.root,
             release_id,
@@ -479,7 +688,47 @@ def share_cohorts(
             decision="approve",
             channel=POLICY_CHANNEL,
         )
-    elif wait_for_decision or (wait_for_decision is None and from_deployment()):
+        return True
+    return False
+
+
+@flow(
+    name="share_cohorts",
+    log_prints=False,
+    task_runner=task_runner_from_environment(),
+    on_failure=[report_failure],
+    on_crashed=[report_failure],
+)
+@guarded
+def share_cohorts(
+    root: str = "data",
+    contracts: str = "data_contracts",
+    demo: bool = False,
+    demo_approval: bool = False,
+    force: bool = False,
+    lock_wait_seconds: float = 0.0,
+    wait_for_decision: bool | None = None,
+    decision_timeout_seconds: int = DECISION_TIMEOUT_SECONDS,
+) -> str:
+    """Run every stage on the landing extracts and stage a release for IG approval.
+
+    Returns the release id: the previous one when no input changed (unless `force`). With
+    `demo_approval` (demo mode only, on extracts the synthetic generator wrote) the release is
+    approved automatically and labelled as such. In a run from a deployment (`wait_for_decision`
+    None) or with `wait_for_decision`, the run then pauses for the officers' decisions with a
+    form; a pause that times out leaves the release staged.
+    """
+    quiet_user_error_tracebacks()
+    if demo_approval and not demo:
+        raise ConfigError("automatic approval exists only in demo mode (synthetic data, demo key)")
+    settings = Settings(root=Path(root).resolve(), contracts=Path(contracts).resolve(), demo=demo)
+    if demo_approval:
+        _refuse_foreign_extracts(settings.root)
+    release_id, built = build_release(settings, force=force, lock_wait_seconds=lock_wait_seconds)
+    if not built or approve_automatically(settings, release_id, demo_approval):
+        return release_id
+    if wait_for_decision or (wait_for_decision is None and from_deployment()):
+        policy = load_policy(settings.contracts / "disclosure_policy.yaml")
         await_decisions(
             settings.root, release_id, policy.approvers_required, decision_timeout_seconds
         )

@@ -49,6 +49,10 @@ CheckDigit = Literal["nhs_mod11"]
 IssuanceRule = Literal["hmrc_ni_prefix"]
 Compression = Literal["none", "gzip"]
 FormulaPolicy = Literal["neutralise", "quarantine"]
+Frequency = Literal["daily", "weekly", "monthly", "quarterly"]
+# Days between deliveries at each frequency: a newest extract older than this plus the contract's
+# latency is overdue (flows/schedules.py turns the same names into cron schedules).
+FREQUENCY_DAYS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92}
 Operator = Literal[">=", ">", "<=", "<"]
 # How several records of one resident in one department combine into one person attribute:
 # any/all for yes-no facts, latest (the resident's last record in the extract), max/min for
@@ -167,6 +171,12 @@ class DepartmentContract(BaseModel):
     row_count_min: int = 1
     row_count_max: int | None = None
     max_latency_days: int | None = None
+    # How often the department delivers (ODCS slaProperties `frequency`): sets its ingestion
+    # schedule and when its newest extract counts as overdue in a release.
+    frequency: Frequency | None = None
+    # Rank of this department's identity data when departments disagree about a resident
+    # (customProperties `identityPriority`; 1 = most reliable). See `source_priority`.
+    identity_priority: int | None = Field(default=None, ge=1)
     columns: tuple[Column, ...]
     cross_field_rules: tuple[CrossFieldRule, ...] = ()
     quarantine_limit: float = Field(DEFAULT_QUARANTINE_LIMIT, ge=0, le=1)
@@ -258,6 +268,13 @@ def _latency_days(contract: OpenDataContractStandard) -> int | None:
     for sla in contract.slaProperties or []:
         if sla.property == "latency" and sla.value is not None:
             return int(sla.value)
+    return None
+
+
+def _frequency(contract: OpenDataContractStandard) -> str | None:
+    for sla in contract.slaProperties or []:
+        if sla.property == "frequency" and sla.value is not None:
+            return str(sla.value)
     return None
 
 
@@ -443,6 +460,8 @@ def _parse_odcs(
             row_count_min=low,
             row_count_max=high,
             max_latency_days=_latency_days(odcs),
+            frequency=_frequency(odcs),
+            identity_priority=custom.get("identityPriority"),
             columns=tuple(columns),
             cross_field_rules=tuple(rules),
             quarantine_limit=custom.get("quarantineLimit", DEFAULT_QUARANTINE_LIMIT),
@@ -586,3 +605,16 @@ def breaking_changes(old: DepartmentContract, new: DepartmentContract) -> list[s
     if new.formula_policy == "quarantine" and old.formula_policy == "neutralise":
         found.append("file: formulas now quarantined instead of neutralised")
     return found
+
+
+def source_priority(contracts: dict[str, DepartmentContract]) -> tuple[str, ...]:
+    """Departments in the order their identity data is trusted, as their contracts declare
+    (`identityPriority`, lowest first); departments that declare none come last, by name.
+    A new department joins the order through its contract, not through code."""
+    return tuple(
+        sorted(
+            contracts,
+            key=lambda d: (contracts[d].identity_priority is None,
+                           contracts[d].identity_priority or 0, d),
+        )
+    )

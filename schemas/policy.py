@@ -79,6 +79,11 @@ class DisclosurePolicy(BaseModel):
     # Two-person rule: with 2, two different officers (neither the one who ran the build) must
     # approve before a release is published; one rejection is enough to stop it.
     approvers_required: int = Field(default=1, ge=1, le=2)
+    # A department whose newest extract is overdue under its contract, or that never delivered:
+    # "warn" builds the release and flags the department in the report (and the log);
+    # "block" builds none (cohorts would mix this month with last quarter, or leave a
+    # department's residents out).
+    stale_departments: Literal["block", "warn"] = "warn"
 
     @property
     def rule(self) -> SmallNumberRule:

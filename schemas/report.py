@@ -148,6 +148,8 @@ class ReleaseReport(BaseModel):
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]
+    # Each contracted department's newest extract by arrival: date, age, fresh/stale/missing.
+    freshness: list[dict[str, Any]] = []
     # The final decision (approved or rejected), and every decision recorded in order (one or
     # two approvals, a rejection, a withdrawal), each with its OS user and host.
     approval: dict[str, Any] | None = None

@@ -110,7 +110,8 @@ def test_an_added_file_is_refused(tmp_path, monkeypatch):
 
 
 def test_gates_run_again_at_approval(tmp_path, monkeypatch):
-    """The saved population now says area b has 9 people: the re-run gate refuses."""
+    """The saved population now says area b has 9 people: the re-run audit, recounting the
+    published cells from it, refuses."""
     stage(tmp_path, RELEASE)
     saved = gates.gate_inputs_dir(tmp_path, RELEASE) / "population.parquet"
     areas = ["a"] * 12 + ["b"] * 9
@@ -118,7 +119,7 @@ def test_gates_run_again_at_approval(tmp_path, monkeypatch):
     saved.unlink()
     replaced.write_parquet(saved)
     as_user(monkeypatch, "officer1")
-    with pytest.raises(DisclosureError, match="fewer than 10 people"):
+    with pytest.raises(DisclosureError, match="disagree with the audit's own count"):
         approve(tmp_path, "A")
     assert not catalogue.release_dir(tmp_path, RELEASE).exists()
     assert [e["event"] for e in audit.read_events(tmp_path)] == ["release_refused"]

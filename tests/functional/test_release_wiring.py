@@ -17,6 +17,7 @@ from flows.settings import Settings
 from schemas.errors import ConfigError, DisclosureError
 from tests.leaks import find_leaks, landing_identifiers
 from transforms.release import catalogue
+from transforms.synthetic import MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 RESIDENTS = 2000
@@ -105,18 +106,23 @@ def test_staging_runs_the_gates_on_what_it_tabulated(run, monkeypatch):
     import flows.share_cohorts as wiring
 
     root, contracts, _, _ = run
-    real = wiring.tabulate
+    real = wiring.protect_release
 
-    def publishes_a_three(population, table, policy):
-        frame, counts = real(population, table, policy)
+    def publishes_a_three(*args, **kwargs):
+        protected = real(*args, **kwargs)
+        name, frame = next(iter(protected.tables.items()))
         first = pl.int_range(pl.len()) == 0
-        return frame.with_columns(
-            pl.when(first).then(3).otherwise(pl.col(table.unit)).alias(table.unit)
-        ), counts
+        unit = next(c for c in ("people", "households") if c in frame.columns)
+        protected.tables[name] = frame.with_columns(
+            pl.when(first).then(3).otherwise(pl.col(unit)).alias(unit),
+            pl.when(first).then(False).otherwise(pl.col("withheld")).alias("withheld"),
+        )
+        return protected
 
-    monkeypatch.setattr(wiring, "tabulate", publishes_a_three)
+    monkeypatch.setattr(wiring, "protect_release", publishes_a_three)
     settings = Settings(root=root, contracts=contracts, demo=True)
-    with pytest.raises(DisclosureError, match="stand for fewer than"):
+    # The independent audit recounts the cell and refuses it before anything is staged.
+    with pytest.raises(DisclosureError, match="can be derived from what is published|disagree"):
         wiring.stage_candidate.fn(settings, "20990101T000000Z-broken", {"release_id": "x"})
 
 
@@ -134,6 +140,7 @@ def test_demo_approval_refuses_extracts_the_generator_did_not_write(run, prefect
     root, contracts, _, _ = run
     landing = tmp_path / "landing"
     shutil.copytree(root / "landing", landing)
+    shutil.copy(root / MARKER, tmp_path / MARKER)  # the generator's signature, beside landing/
     [extract] = (landing / "housing").iterdir()
     extract.write_bytes(extract.read_bytes() + b"\n")  # a file the generator did not write
     with pytest.raises(ConfigError, match="1 file.* the synthetic generator did not write"):

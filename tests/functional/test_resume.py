@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import ConfigError
+from schemas.errors import HierarchyError
 from transforms.intake.registry import DeliveryRegistry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,10 +24,12 @@ def test_a_failed_run_resumes_without_reprocessing_or_duplicates(
     generate_council(root, 2000, seed=3, extract_date=date.today())
     policy = contracts / "disclosure_policy.yaml"
     good = policy.read_text()
-    # Break the policy: the run gets past ingest, pseudonymisation and linkage, then stops.
-    policy.write_text(good.replace("k: 10", "k: ten"))
+    # A quasi-identifier with no hierarchy: the run gets past ingest, pseudonymisation and
+    # linkage, then stops when the anonymiser looks for the hierarchy.
+    policy.write_text(good.replace("quasi_identifiers: [age, sex, ethnicity, lsoa]",
+                                   "quasi_identifiers: [age, sex, ethnicity, lsoa, tenure]"))
 
-    with pytest.raises(ConfigError, match="disclosure_policy.yaml"):
+    with pytest.raises(HierarchyError, match="tenure"):
         share_cohorts(root=str(root), contracts=str(contracts), demo=True)
     assert len(DeliveryRegistry(root).all()) == 6  # five departments and the opt-out register
     assert not (root / "staging").exists() or not any((root / "staging").iterdir())

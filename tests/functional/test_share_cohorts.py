@@ -147,9 +147,14 @@ def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(publish
     analyst = _catalogue(root)
     try:
         before = analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0]
-        # Same demo key as the first run: the secure zone's tokens must stay joinable.
+        # Same demo key as the first run: the secure zone's tokens must stay joinable. Nothing
+        # changed since the first run, so only `force` builds a second release.
         with _home_of(root):
-            second = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
+            unchanged = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
+            second = share_cohorts(
+                root=str(root), contracts=str(CONTRACTS), demo=True, force=True
+            )
+        assert unchanged == first
         assert second != first
         with pytest.MonkeyPatch.context() as mp:  # an officer, not whoever ran the build
             mp.setenv("LOGNAME", "ig-officer")

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from schemas.cohorts import Indicator, IndicatorDefinitions
-from schemas.contract import POLARS_TYPES, Combine, DepartmentContract
+from schemas.contract import POLARS_TYPES, Combine, DepartmentContract, source_priority
 from schemas.errors import ConfigError
 
 # Departments whose identity data is checked against documents come first: benefits claims and
 # social care assessments verify date of birth; council tax often does not record it at all.
+# The contracts declare it (`identityPriority`); this is the order they declare, for callers
+# that build a population without contracts (tests, benchmarks).
 SOURCE_PRIORITY = ("benefits", "adult_social_care", "childrens_services", "housing", "council_tax")
 
 SEX_UNKNOWN = "U"
@@ -58,6 +60,8 @@ class PersonFeatures:
     """What the population carries beyond the base columns, as the contracts declare."""
 
     departments: tuple[str, ...] = ()
+    # Whose identity data is trusted first (contracts' `identityPriority`).
+    priority: tuple[str, ...] = SOURCE_PRIORITY
     attributes: tuple[Attribute, ...] = ()
     indicators: tuple[Indicator, ...] = field(default_factory=tuple)
 
@@ -123,7 +127,9 @@ def person_features(
             )
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) in person features: " + "; ".join(problems))
-    return PersonFeatures(tuple(sorted(contracts)), tuple(attributes), declared)
+    return PersonFeatures(
+        tuple(sorted(contracts)), source_priority(contracts), tuple(attributes), declared
+    )
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,7 @@ def build_population(
     and their count); `incomplete` lists the person keys with no area.
     """
     features = features or PersonFeatures()
-    priority = {dept: i for i, dept in enumerate(SOURCE_PRIORITY)}
+    priority = {dept: i for i, dept in enumerate(features.priority)}
     ranked = linked.with_columns(
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank")
     ).sort("_rank", "row_number")

@@ -1,8 +1,10 @@
 """The secure zone's pseudonymised deliveries: tokens and derived fields, never identifiers.
 
-One Parquet file per accepted delivery, named so that name order is extract-date order, with
-the delivery id and key id in its metadata. Files are written under a temporary name and renamed,
-so a crash never leaves a half-written delivery that a later run would link.
+One Parquet file per accepted delivery, named `<extract date>_<delivery id>`, with the delivery
+id and key id in its metadata. The one a release uses is the delivery that arrived last (the
+registry's order), never the last by name: two files of the same extract date sort by hash.
+Files are written under a temporary name and renamed, so a crash never leaves a half-written
+delivery that a later run would link.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from transforms.files import read_metadata, write_parquet
+from transforms.intake import DeliveryRegistry, latest_by_arrival
 
 __all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_tokens"]
 
@@ -27,7 +30,7 @@ def write_tokens(
     """Write one delivery's tokens; `counts` (pseudonymisation counts) travel in the metadata."""
     folder = tokens_dir(root) / outcome.department
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{outcome.extract_date:%Y%m%d}_{outcome.delivery_id[:16]}.parquet"
+    name = token_file_name(outcome)
     meta = {
         "delivery_id": outcome.delivery_id,
         "department": outcome.department,
@@ -40,14 +43,20 @@ def write_tokens(
     return target
 
 
+def token_file_name(outcome: Any) -> str:
+    return f"{outcome.extract_date:%Y%m%d}_{outcome.delivery_id[:16]}.parquet"
+
+
 def latest_tokens(root: Path) -> dict[Path, dict[str, Any]]:
-    """The most recent accepted delivery of each department, with its metadata."""
+    """The newest accepted delivery of each department by arrival, with its metadata.
+
+    A department whose newest delivery has no tokens on disk (a damaged secure zone) is left
+    out, so the release's freshness check reports it missing instead of using older data.
+    """
     latest = {}
-    base = tokens_dir(root)
-    if not base.is_dir():
-        return latest
-    for folder in sorted(p for p in base.iterdir() if p.is_dir()):
-        files = sorted(folder.glob("[0-9]*.parquet"))
-        if files:
-            latest[files[-1]] = read_metadata(files[-1])
+    outcomes = latest_by_arrival(DeliveryRegistry(root).all())
+    for department, outcome in sorted(outcomes.items()):
+        path = tokens_dir(root) / department / token_file_name(outcome)
+        if path.exists():
+            latest[path] = read_metadata(path)
     return latest

@@ -23,6 +23,8 @@ _PUBLIC = {
     "failed_outcome": "checks",
     "DeliveryRegistry": "registry",
     "render_page": "contract_docs",
+    "assess_freshness": "freshness",
+    "latest_by_arrival": "freshness",
 }
 __all__ = sorted(_PUBLIC)
 

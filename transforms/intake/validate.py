@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -246,6 +247,10 @@ def compile_delivery_suite(contract: DepartmentContract) -> gx.ExpectationSuite:
 
 
 ColumnSuites = list[tuple[tuple[str, ...], gx.ExpectationSuite]]
+# GX's one ephemeral context is not thread-safe: departments received concurrently in threads
+# (flows/runners.py) failed with wrong column types. Only GX calls wait on this lock; reading,
+# typing and pseudonymising still overlap.
+_GX_LOCK = threading.RLock()
 _SUITES: dict[str, tuple[gx.ExpectationSuite, ColumnSuites, gx.ExpectationSuite]] = {}
 # Below this many rows one wide batch is quicker: GX's fixed cost per batch then dominates.
 NARROW_BATCHES_FROM_ROWS = 20_000
@@ -273,6 +278,13 @@ def _suites(
     large chunk one batch per column (plus row id) is about 2.5 times faster than one wide
     batch, with the same expectations and results."""
     key = contract.model_dump_json()
+    with _GX_LOCK:
+        return _compiled_suites(key, contract)
+
+
+def _compiled_suites(
+    key: str, contract: DepartmentContract
+) -> tuple[gx.ExpectationSuite, ColumnSuites, gx.ExpectationSuite]:
     if key not in _SUITES:
         context, _ = _batch_definition()
         whole = _register(context, compile_suite(contract))
@@ -293,9 +305,10 @@ def _suites(
 
 
 def _run(suite: gx.ExpectationSuite, frame) -> list:
-    _, batch_definition = _batch_definition()
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    return batch.validate(suite, result_format=RESULT_FORMAT).results
+    with _GX_LOCK:
+        _, batch_definition = _batch_definition()
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        return batch.validate(suite, result_format=RESULT_FORMAT).results
 
 
 def _row_ids(result) -> list[int]:

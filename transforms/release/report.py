@@ -432,6 +432,13 @@ def markdown_summary(report: ReleaseReport) -> str:
             f"{o['objections_matched']} matched, {o['objections_applied']} applied; "
             f"{o['records_removed']} records of {o['residents_removed']} residents removed.",
         ]
+    if report.freshness:
+        lines += ["", "| department | newest extract | age (days) | status |", "|---|---|---:|---|"]
+        lines += [
+            f"| {f['department']} | {f['extract_date'] or 'none'} | "
+            f"{'' if f['age_days'] is None else f['age_days']} | {f['status']} |"
+            for f in report.freshness
+        ]
     lines += ["", "| table | rows published | cells withheld |", "|---|---:|---:|"]
     lines += [
         f"| {t.get('table', '-')} | {t.get('rows_published', '-')} | "

@@ -30,7 +30,7 @@ def _landing_files(landing: Path) -> list[Path]:
 
 def write_marker(root: Path, extracts: list[Path]) -> Path:
     landing = Path(root) / "landing"
-    marker = landing / MARKER
+    marker = Path(root) / MARKER  # beside landing/, not in it: it is no delivery
     known = json.loads(marker.read_text()) if marker.exists() else {}
     known.update({p.relative_to(landing).as_posix(): _sha256(p) for p in extracts})
     return write_text_atomically(marker, json.dumps(known, indent=2, sort_keys=True))
@@ -39,7 +39,7 @@ def write_marker(root: Path, extracts: list[Path]) -> Path:
 def foreign_files(root: Path) -> list[str]:
     """Files under `landing/` the generator did not write (names relative to landing/)."""
     landing = Path(root) / "landing"
-    marker = landing / MARKER
+    marker = Path(root) / MARKER  # beside landing/, not in it: it is no delivery
     known = json.loads(marker.read_text()) if marker.exists() else {}
     foreign = []
     for path in _landing_files(landing) if landing.is_dir() else []:
