@@ -138,13 +138,19 @@ def assert_completed(root: Path, action: str) -> None:
     assert audit.verify(root).ok
 
 
-@pytest.mark.parametrize("action", ["approve", "reject", "withdraw"])
-@pytest.mark.parametrize("point", POINTS)
+# Every kill point each action passes through (publishing belongs to approve, moving the files
+# out to withdraw), so no combination is generated only to be skipped.
+KILLS = [
+    (action, point)
+    for action in ("approve", "reject", "withdraw")
+    for point in POINTS
+    if not (point == "after_publish" and action != "approve")
+    and not (point == "after_withdraw" and action != "withdraw")
+]
+
+
+@pytest.mark.parametrize(("action", "point"), KILLS)
 def test_killed_at_a_step_boundary_the_same_command_completes(tmp_path, monkeypatch, action, point):
-    if (point == "after_publish" and action != "approve") or (
-        point == "after_withdraw" and action != "withdraw"
-    ):
-        pytest.skip("that step belongs to another action")
     _prepare(tmp_path, action, monkeypatch)
     child = _start(tmp_path, action, kill_at=point)
     assert child.wait(timeout=120) == -signal.SIGKILL
