@@ -21,14 +21,18 @@ export GX_ANALYTICS_ENABLED := false
 # Prefect API server`. Give it two minutes (docs/architecture.md, Traps).
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: demo test lint bench setup browser clean axe-core work-pool deploy
+.PHONY: demo test lint bench setup uv browser clean axe-core work-pool deploy
 
-setup: .venv/.synced
+setup: uv .venv/.synced
 
-.venv/.synced: pyproject.toml uv.lock
+# uv is checked on every run, not only when the environment is built: a uv installed with
+# `pip --user` belongs to one HOME, and the same checkout may be used from another.
+uv:
 	@$(UV) --version >/dev/null 2>&1 || $(BASE_PYTHON) -m pip install --quiet --user uv \
 		|| $(BASE_PYTHON) -m pip install --quiet --user --break-system-packages uv \
 		|| $(BASE_PYTHON) -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | uv
 	$(UV) sync --frozen
 	@touch $@
 
