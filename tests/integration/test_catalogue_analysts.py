@@ -121,7 +121,7 @@ def test_every_table_view_and_column_is_described(demo):
         ("ward", "E01999001", "Cohortshire 001A", "Abbeygate"),
         ("ward", "E05999001", "Abbeygate", "Cohortshire"),
         ("indicator", "rent_arrears", "Rent arrears", None),
-        ("indicators_held", "3+", "3 or more", None),
+        ("indicators_held", "2+", "2 or more", None),
         ("department_a", "housing", "Housing tenancies and applicants", None),
         ("ethnic_group", "A1", "Indian", "Asian, Asian British or Asian Welsh"),
         ("department", "council_tax", "Council tax liable parties", None),

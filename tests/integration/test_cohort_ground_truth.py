@@ -97,7 +97,7 @@ def _truth_cells(people: pl.DataFrame, table: str) -> pl.DataFrame:
         frame = people.filter(pl.col("indicator_count") >= 2).select(
             ward, _age_band(pl.col("age"), 20).alias("age_band"))
     elif table == "cohort_indicator_count_by_ward":
-        band = pl.when(pl.col("indicator_count") >= 3).then(pl.lit("3+")).otherwise(
+        band = pl.when(pl.col("indicator_count") >= 2).then(pl.lit("2+")).otherwise(
             pl.col("indicator_count").cast(pl.String))
         frame = people.select(ward, band.alias("indicators_held"))
     elif table == "cohort_indicator_by_ward":

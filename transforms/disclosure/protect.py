@@ -6,10 +6,11 @@ cell safe in its own table may be recovered from the others. Each table is first
 its own (`tabulate.protect_table`); then the release goes to an audit (passed in, so the
 judgement is made by code independent of this module: `transforms/release/differencing.py`),
 which names every withheld cell it can narrow too far from everything published, in this
-release and the last. For each, we also withhold, along each dimension, the smallest published
-cell of its table that differs from it there; a cell still exposed in the next round has its
-margins in the other tables withheld too (its ward's total, say). We ask again until the audit
-finds nothing, or give up and stop the release: never publish what the audit rejects.
+release and the last. For each, we also withhold the smallest published cell of its table that
+differs from it in one dimension; a cell still exposed next round gets one along every
+dimension, and then its margins in the other tables (its ward's total, say). We ask again
+until the audit finds nothing, or give up and stop the release: never publish what the audit
+rejects.
 """
 
 from __future__ import annotations
@@ -56,11 +57,13 @@ class ProtectedRelease:
     hidden: dict  # who is hidden: see hidden_by_group
 
 
-def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str | None]) -> pl.DataFrame:
+def _widen(
+    cells: pl.DataFrame, table: CohortTable, cell: dict[str, str | None], every_axis: bool
+) -> pl.DataFrame:
     """Withhold the named cell if it is published (a cell the previous release gives away, or
-    one pinned to all or none). Otherwise, along each dimension, withhold the smallest published
-    cell that differs from it in that dimension only (so each total it sits in gains a second
-    unknown); failing all of those, the table's smallest published cell."""
+    one pinned to all or none). Otherwise withhold the smallest published cell that differs
+    from it in one dimension only (so the totals it sits in gain a second unknown); with
+    `every_axis`, one such cell along each dimension. Failing all, the table's smallest."""
     names = table.dimension_names
     published = ~pl.col(WITHHELD)
 
@@ -78,6 +81,8 @@ def _widen(cells: pl.DataFrame, table: CohortTable, cell: dict[str, str | None])
         candidates = cells.filter(along)
         if candidates.height:
             targets.append(candidates.sort([TRUE, *names]).row(0, named=True))
+    if targets and not every_axis:
+        targets = [min(targets, key=lambda t: (t[TRUE], [str(t[n]) for n in names]))]
     if not targets:
         candidates = cells.filter(published)
         if candidates.height == 0:
@@ -145,9 +150,12 @@ def protect_release(
             if table is None:
                 continue
             key = (table.name, tuple(sorted(exposure.cell.items(), key=str)))
+            # Escalate only for a cell exposed again: its smallest neighbour first, then one
+            # along every dimension, then its margins in the other tables. Each step hides
+            # more people, so the cheapest that satisfies the audit is taken.
             seen[key] = seen.get(key, 0) + 1
-            cells[table.name] = _widen(cells[table.name], table, exposure.cell)
-            if seen[key] > 1:  # its own table was not enough: the margins give it away
+            cells[table.name] = _widen(cells[table.name], table, exposure.cell, seen[key] > 1)
+            if seen[key] > 2:
                 _widen_margins(cells, by_name, exposure)
     staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
     extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
