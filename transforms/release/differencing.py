@@ -407,6 +407,25 @@ def _quiet_highs() -> highspy.Highs:
     return highs
 
 
+def _highs_model(matrix: sparse.csc_matrix) -> highspy.Highs:
+    """A quiet HiGHS model over `matrix`: x >= 0, every row in [0, inf) until bounds are set."""
+    n_rows, n_cols = matrix.shape
+    highs = _quiet_highs()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n_cols, n_rows
+    lp.col_cost_ = np.zeros(n_cols)
+    lp.col_lower_ = np.zeros(n_cols)
+    lp.col_upper_ = np.full(n_cols, highspy.kHighsInf)
+    lp.row_lower_ = np.zeros(n_rows)
+    lp.row_upper_ = np.full(n_rows, highspy.kHighsInf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
+    lp.a_matrix_.value_ = matrix.data.astype(np.float64)
+    highs.passModel(lp)
+    return highs
+
+
 class _System:
     """One HiGHS model: rows are cells, columns atoms; objectives change, the basis stays."""
 
@@ -414,20 +433,7 @@ class _System:
         self.rows = matrix.tocsr()
         self.n_rows, self.n_cols = matrix.shape
         self.solves = 0
-        self.highs = _quiet_highs()
-        lp = highspy.HighsLp()
-        lp.num_col_ = self.n_cols
-        lp.num_row_ = self.n_rows
-        lp.col_cost_ = np.zeros(self.n_cols)
-        lp.col_lower_ = np.zeros(self.n_cols)
-        lp.col_upper_ = np.full(self.n_cols, highspy.kHighsInf)
-        lp.row_lower_ = np.zeros(self.n_rows)
-        lp.row_upper_ = np.full(self.n_rows, highspy.kHighsInf)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
-        lp.a_matrix_.value_ = matrix.data.astype(np.float64)
-        self.highs.passModel(lp)
+        self.highs = _highs_model(matrix)
         self.all_cols = np.arange(self.n_cols, dtype=np.int32)
         self.warm = False
         self.base_rows = self.n_rows
@@ -504,21 +510,7 @@ class _System:
 
     def _reach_model(self) -> highspy.Highs:
         if self.reach_highs is None:
-            matrix = self.rows[: self.base_rows].tocsc()
-            highs = _quiet_highs()
-            lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = self.n_cols, self.base_rows
-            lp.col_cost_ = np.zeros(self.n_cols)
-            lp.col_lower_ = np.zeros(self.n_cols)
-            lp.col_upper_ = np.full(self.n_cols, highspy.kHighsInf)
-            lp.row_lower_ = np.zeros(self.base_rows)
-            lp.row_upper_ = np.full(self.base_rows, highspy.kHighsInf)
-            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-            lp.a_matrix_.start_ = matrix.indptr.astype(np.int32)
-            lp.a_matrix_.index_ = matrix.indices.astype(np.int32)
-            lp.a_matrix_.value_ = matrix.data.astype(np.float64)
-            highs.passModel(lp)
-            self.reach_highs = highs
+            self.reach_highs = _highs_model(self.rows[: self.base_rows].tocsc())
         return self.reach_highs
 
     def _add_sums(self, keys: list[tuple[int, ...]]) -> None:
