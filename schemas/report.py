@@ -14,10 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.errors import ConfigError
+from schemas.policy import load_yaml_model
 
 PURPOSE_FILE = "release_purpose.yaml"
 
@@ -52,18 +51,7 @@ class ReleasePurpose(BaseModel):
 
 def load_purpose(path: Path) -> ReleasePurpose:
     """Read and check the release purpose; every problem is reported at once."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: cannot be read as YAML ({type(exc).__name__})") from None
-    try:
-        return ReleasePurpose.model_validate(document)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{path.name}: {len(exc.errors())} problem(s): {problems}") from None
+    return load_yaml_model(path, ReleasePurpose)  # type: ignore[return-value]
 
 
 class VariableTreatment(BaseModel):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.errors import ConfigError
+from schemas.policy import load_yaml_model
 
 TRANSPARENCY_FILE = "transparency.yaml"
 _CODE = r"^[a-z][a-z0-9_]*$"
@@ -51,21 +51,7 @@ class Transparency(BaseModel):
 def load_transparency(path: Path, departments: list[str] | None = None) -> Transparency:
     """Read and check the file; with `departments`, each must have its plain line."""
     path = Path(path)
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path.name} cannot be read ({type(exc).__name__})") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"{path.name} is not valid YAML") from None
-    try:
-        declared = Transparency.model_validate(document)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}" for e in exc.errors()
-        ]
-        raise ConfigError(
-            f"{len(problems)} problem(s) in {path.name}: " + "; ".join(problems)
-        ) from None
+    declared = load_yaml_model(path, Transparency)
     missing = sorted(set(departments or ()) - set(declared.departments))
     if missing:
         raise ConfigError(
