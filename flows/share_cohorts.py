@@ -330,7 +330,12 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     previous = history.previous_release(settings.root, cohorts)
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
     protected = protect_release(
-        population, cohorts, policy, hierarchies, lambda tables: auditor.audit(tables).failures
+        population,
+        cohorts,
+        policy,
+        hierarchies,
+        lambda tables: auditor.audit(tables).failures,
+        previous=previous.tables if previous else None,
     )
     audit = auditor.audit(protected.tables)
     differencing.raise_on_failures(audit)

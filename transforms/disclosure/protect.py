@@ -44,7 +44,10 @@ class Exposure(Protocol):
 
 
 Audit = Callable[[dict[str, pl.DataFrame]], Sequence[Exposure]]
-MAX_ROUNDS = 25
+MAX_ROUNDS = 40
+# Times a cell exposed again is protected by freeing a constraint the audit names as binding,
+# before the blunter steps (neighbours, every axis, margins) that hide more people.
+BINDING_TRIES = 15
 
 
 @dataclass
@@ -94,6 +97,42 @@ def _widen(
     return cells.with_columns(pl.col(WITHHELD) | hit)
 
 
+def _withhold_binding(
+    cells: dict[str, pl.DataFrame], by_name: dict[str, CohortTable], exposure: Exposure
+) -> bool:
+    """Withhold the smallest of the published cells the audit names as bounding the exposed
+    cell's interval (its LP's binding constraints): freeing one of them is what widens it.
+    False when the audit named none that is still published."""
+    best = None
+    for name, cell in getattr(exposure, "binding", ()):
+        table = by_name.get(name)
+        if table is None:
+            continue
+        names = table.dimension_names
+        hit = pl.all_horizontal(pl.col(n).eq_missing(pl.lit(cell.get(n))) for n in names)
+        found = cells[name].filter(hit & ~pl.col(WITHHELD))
+        if found.height:
+            rank = (int(found[TRUE][0]), name, [str(cell.get(n)) for n in names])
+            if best is None or rank < best[0]:
+                best = (rank, name, hit)
+    if best is None:
+        return False
+    _, name, hit = best
+    cells[name] = cells[name].with_columns(pl.col(WITHHELD) | hit)
+    return True
+
+
+def _withhold_again(
+    cells: pl.DataFrame, table: CohortTable, last: pl.DataFrame
+) -> pl.DataFrame:
+    names = table.dimension_names
+    if WITHHELD not in last.columns or not set(names) <= set(last.columns):
+        return cells  # redefined since: the audit still compares the two
+    was = last.filter(pl.col(WITHHELD)).select(names).unique().with_columns(_was=pl.lit(True))
+    again = cells.join(was, on=names, how="left", nulls_equal=True, maintain_order="left")
+    return again.with_columns(pl.col(WITHHELD) | pl.col("_was").fill_null(False)).drop("_was")
+
+
 def _widen_margins(
     cells: dict[str, pl.DataFrame], by_name: dict[str, CohortTable], exposure: Exposure
 ) -> None:
@@ -122,15 +161,23 @@ def protect_release(
     policy: DisclosurePolicy,
     hierarchies: Mapping[str, Hierarchy],
     audit: Audit | None = None,
+    previous: Mapping[str, pl.DataFrame] | None = None,
 ) -> ProtectedRelease:
+    """`previous`: the last published release's tables (dimensions and `withheld`). Its
+    withheld cells are withheld again from the start: a cell that was secondary last month and
+    is published now gives last month's primary away, and covering it afresh hides more."""
     by_name = {t.name: t for t in cohorts.tables}
     cells = {
         t.name: protect_table(true_cells(population, t, dict(hierarchies)), t, policy)
         for t in cohorts.tables
     }
     own = {name: int(frame[WITHHELD].sum()) for name, frame in cells.items()}
+    for name, last in (previous or {}).items():
+        if name in cells:
+            cells[name] = _withhold_again(cells[name], by_name[name], last)
     rounds = 0
     seen: dict[tuple, int] = {}
+    blunt: dict[tuple, int] = {}
     while audit is not None:
         staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
         exposures = audit(staged)
@@ -154,8 +201,11 @@ def protect_release(
             # along every dimension, then its margins in the other tables. Each step hides
             # more people, so the cheapest that satisfies the audit is taken.
             seen[key] = seen.get(key, 0) + 1
-            cells[table.name] = _widen(cells[table.name], table, exposure.cell, seen[key] > 1)
-            if seen[key] > 2:
+            if seen[key] <= BINDING_TRIES and _withhold_binding(cells, by_name, exposure):
+                continue
+            blunt[key] = blunt.get(key, 0) + 1
+            cells[table.name] = _widen(cells[table.name], table, exposure.cell, blunt[key] > 1)
+            if blunt[key] > 2:
                 _widen_margins(cells, by_name, exposure)
     staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
     extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())

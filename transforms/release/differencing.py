@@ -99,6 +99,9 @@ class Failure:
     width: int
     kind: str  # "interval", "all" or "none"
     release: str = CURRENT
+    # The published cells of this release whose constraints bound the interval (non-zero row
+    # duals at the LP optimum): withholding one of them is what widens it. Dimension codes only.
+    binding: tuple[tuple[str, dict[str, str | None]], ...] = ()
 
 
 @dataclass
@@ -124,6 +127,8 @@ class AuditResult:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        for failure in out["failures"]:
+            failure.pop("binding")  # a hint for protection, not a finding
         out["failed"] = self.failed
         return out
 
@@ -165,12 +170,11 @@ class _Recount:
         self.schema = population.schema
         self.hierarchies = hierarchies
         self.tag = tag
-        self.maps: dict[tuple[str, int], str] = {}
+        self.maps: dict[tuple[str, int, int], str] = {}
+        self.coarse: dict[str, int] = {}
 
-    def _level_map(self, source: str, level: int) -> str:
-        """A DuckDB table leaf -> label at `level` of the source's hierarchy."""
-        if (source, level) in self.maps:
-            return self.maps[(source, level)]
+    def _rows(self, source: str) -> list[list[str]]:
+        """The source's hierarchy as rows of labels (leaf first), over this population."""
         hierarchy = self.hierarchies.get(source)
         if hierarchy is None:
             raise DisclosureError(f"audit: no hierarchy for dimension source '{source}'")
@@ -180,19 +184,55 @@ class _Recount:
                 f'WHERE "{source}" IS NOT NULL'
             ).fetchall()
             hierarchy = hierarchy.covering(v for (v,) in values)
-        if level >= hierarchy.height:
+        return hierarchy.table()
+
+    def _map(self, source: str, start: int, level: int) -> str:
+        """A DuckDB table: label at level `start` -> label at `level` of the source's hierarchy."""
+        if (source, start, level) in self.maps:
+            return self.maps[(source, start, level)]
+        rows = self._rows(source)
+        height = len(rows[0]) if rows else 0
+        if level >= height:
             raise DisclosureError(
-                f"audit: hierarchy '{source}' has {hierarchy.height} levels, asked for {level}"
+                f"audit: hierarchy '{source}' has {height} levels, asked for {level}"
             )
-        rows = hierarchy.table()
-        name = f"map_{source}_{level}"
+        name = f"map_{source}_{start}_{level}"
         frame = pl.DataFrame(
-            {"_leaf": [r[0] for r in rows], "_label": [r[level] for r in rows]},
+            {"_leaf": [r[start] for r in rows], "_label": [r[level] for r in rows]},
             schema={"_leaf": pl.String, "_label": pl.String},
-        )
+        ).unique()
         self.con.register(name, frame)
-        self.maps[(source, level)] = name
+        self.maps[(source, start, level)] = name
         return name
+
+    def _level_map(self, source: str, level: int) -> str:
+        """A DuckDB table from the atoms' value of `source` to its label at `level`."""
+        return self._map(source, self.coarse.get(source, 0), level)
+
+    def coarsen(self, levels: dict[str, int]) -> None:
+        """Hold `source` in the atoms at hierarchy level `levels[source]` (the finest level any
+        table reads it at) instead of its raw value: the cells are the same, the atoms far
+        fewer (single years of age and LSOAs made nearly one atom per resident). A source whose
+        hierarchy does not nest (a label at that level under two labels of a higher one) stays
+        raw."""
+        self.coarse = {}
+        for source, start in levels.items():
+            if start == 0:
+                continue
+            rows = self._rows(source)
+            above: dict[str, tuple] = {}
+            if all(above.setdefault(r[start], tuple(r[start:])) == tuple(r[start:]) for r in rows):
+                self.coarse[source] = start
+
+    def _coarse_source(self, source: str) -> str:
+        if not self.coarse:
+            return source
+        replaced = ", ".join(f'c{i}._label AS "{c}"' for i, c in enumerate(self.coarse))
+        joins = " ".join(
+            f"LEFT JOIN {self._map(c, 0, level)} c{i} ON c{i}._leaf = CAST(s.\"{c}\" AS VARCHAR)"
+            for i, (c, level) in enumerate(self.coarse.items())
+        )
+        return f"(SELECT s.* REPLACE ({replaced}) FROM {source} s {joins})"
 
     def atoms(self, unit: str, columns: list[str], varied: list[str]) -> tuple[pl.DataFrame, str]:
         """Units with their atom id, and a DuckDB table of atoms (`atom`, columns, `n`).
@@ -208,23 +248,25 @@ class _Recount:
                 "ORDER BY person_key) AS _member FROM population WHERE household_key IS NOT "
                 "NULL) WHERE _member = 1)"
             )
+        source = self._coarse_source(source)
         cols = ", ".join(f'"{c}"' for c in columns)
-        units_table = f"units_{unit}"
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {units_table} AS SELECT {key} AS unit_key, "
-            f"CAST(dense_rank() OVER (ORDER BY {cols}) - 1 AS BIGINT) AS atom, {cols} "
-            f"FROM {source}"
-        )
+        # The distinct combinations first (a hash aggregate holding one row per atom), then each
+        # unit's atom by a join against them: ranking every unit over every column instead
+        # (a window over the whole population) took 2 GB per 500,000 residents.
         atoms_table = f"atoms_{unit}"
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {atoms_table} AS SELECT atom, "
-            + ", ".join(f'first("{c}") AS "{c}"' for c in columns)
-            + f", count(*) AS n FROM {units_table} GROUP BY atom"
+            f"CREATE OR REPLACE TEMP TABLE {atoms_table} AS SELECT "
+            f"CAST(row_number() OVER (ORDER BY {cols}) - 1 AS BIGINT) AS atom, * FROM "
+            f"(SELECT {cols}, count(*) AS n FROM {source} GROUP BY ALL)"
         )
+        same = " AND ".join(f'u."{c}" IS NOT DISTINCT FROM a."{c}"' for c in columns)
+        units = self.con.sql(
+            f"SELECT u.{key} AS unit_key, a.atom FROM {source} u JOIN {atoms_table} a ON {same}"
+        ).pl()
         for column in varied:
             (top,) = self.con.execute(f"SELECT max(atom) + 1 FROM {atoms_table}").fetchone()
             values = (
-                f'(SELECT DISTINCT "{column}" AS v FROM {units_table} WHERE "{column}" IS NOT NULL)'
+                f'(SELECT DISTINCT "{column}" AS v FROM {atoms_table} WHERE "{column}" IS NOT NULL)'
             )
             if self.schema[column] == pl.Boolean:
                 values = "(SELECT true AS v UNION SELECT false)"
@@ -234,7 +276,6 @@ class _Recount:
                 + f", 0 FROM (SELECT * FROM {atoms_table} WHERE n > 0) a, {values} d "
                 f'WHERE a."{column}" IS DISTINCT FROM d.v'
             )
-        units = self.con.sql(f"SELECT unit_key, atom FROM {units_table}").pl()
         return units, atoms_table
 
     def cells(self, table: Any, atoms_table: str) -> pl.DataFrame:
@@ -334,6 +375,7 @@ def _membership(
         columns += _where_columns(table.where, recount.columns)
     columns = list(dict.fromkeys(c for c in columns if c not in UNIT_KEY.values()))
     varied = list(dict.fromkeys(varied))
+    recount.coarsen(_finest_levels(tables, recount.columns))
     units, atoms_table = recount.atoms(unit, columns, varied)
     parts = []
     for table in tables:
@@ -358,6 +400,21 @@ def _membership(
     )
     member = member.join(counts, on="atom")
     return units, member
+
+
+def _finest_levels(tables: list[Any], columns: list[str]) -> dict[str, int]:
+    """Per source read only through hierarchy levels, the finest level any table reads; a
+    source also read raw (bands, lists, plain values, a `where`) is not listed."""
+    levels: dict[str, int | None] = {}
+    for table in tables:
+        for dim in table.dimensions:
+            if dim.level is None or dim.source in levels and levels[dim.source] is None:
+                levels[dim.source] = None
+            else:
+                levels[dim.source] = min(dim.level, levels.get(dim.source) or dim.level)
+        for column in _where_columns(table.where, columns):
+            levels[column] = None
+    return {source: level for source, level in levels.items() if level is not None}
 
 
 def _signatures(units: pl.DataFrame, member: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -441,6 +498,7 @@ class _System:
         self.sum_index: dict[tuple[int, ...], int] = {}
         self.lower = np.zeros(self.n_rows)
         self.upper = np.full(self.n_rows, highspy.kHighsInf)
+        self.active = np.zeros(0, dtype=np.int64)  # rows binding at the last `bound` optimum
 
     def add_empty_rows(self, count: int) -> None:
         self.highs.addRows(
@@ -560,6 +618,9 @@ class _System:
                 f"{self.highs.modelStatusToString(status)})"
             )
         value = self.highs.getInfo().objective_function_value
+        solution = self.highs.getSolution()
+        if solution.dual_valid:
+            self.active = np.flatnonzero(np.abs(np.asarray(solution.row_dual)) > EPSILON)
         return -value if maximise else value
 
 
@@ -745,11 +806,15 @@ class Auditor:
             high = math.floor(top + EPSILON)
             if not exact and high - self.true[cell] >= width_needed:
                 continue
+            active = self.interval.active
             low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
             width = high - low
             narrowest = width if narrowest is None else min(narrowest, width)
             if width < width_needed:
-                failures.append(self._failure(cell, width, "interval"))
+                binding = np.union1d(active, self.interval.active)
+                failures.append(
+                    self._failure(cell, width, "interval", self._published(binding, withheld))
+                )
         if self.sensitive is not None:
             failures += self._attribute_failures(lower, upper, withheld)
         solves = self.interval.solves + (self.sensitive.solves if self.sensitive else 0)
@@ -777,11 +842,27 @@ class Auditor:
             self.interval.bound([row], maximise=True),
         )
 
-    def _failure(self, cell: int, width: int, kind: str) -> Failure:
+    def _label(self, cell: int) -> tuple[str, dict[str, str | None], str]:
         release, name, key = self.cells.meta[cell]
         definitions = self.current_tables if release == CURRENT else self.previous_tables
-        names = definitions[name].dimension_names
-        return Failure(name, dict(zip(names, key, strict=True)), int(width), kind, release)
+        return name, dict(zip(definitions[name].dimension_names, key, strict=True)), release
+
+    def _failure(
+        self, cell: int, width: int, kind: str, binding: tuple = ()
+    ) -> Failure:
+        name, labels, release = self._label(cell)
+        return Failure(name, labels, int(width), kind, release, binding)
+
+    def _published(self, rows: np.ndarray, withheld: set[int]) -> tuple:
+        """The rows among `rows` that are published cells of this release (what protection can
+        still withhold), as (table, cell)."""
+        out = []
+        for row in rows:
+            if row < len(self.cells.meta) and row not in withheld:
+                name, labels, release = self._label(int(row))
+                if release == CURRENT:
+                    out.append((name, labels))
+        return tuple(out)
 
     def _attribute_failures(
         self, lower: np.ndarray, upper: np.ndarray, withheld: set[int]
