@@ -455,3 +455,70 @@ def test_a_table_without_a_definition_is_refused():
     tables = {BY_SEX.name: publish(WARDS, BY_SEX), "cohort_unknown": publish(WARDS, BY_AGE)}
     with pytest.raises(DisclosureError, match="no cohort definition"):
         audit_release(WARDS, cohorts, {}, tables, EXACT)
+
+
+# --------------------------------------------------------------------------------------
+# The audit's atoms hold a hierarchy source at the finest level any table reads
+
+
+def test_atoms_at_the_finest_level_read_give_the_same_intervals(monkeypatch):
+    """Single years of age and LSOAs made nearly one atom per resident; the audit holds them
+    at 5-year bands and wards instead. Every interval must be what raw values give."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from transforms.disclosure import load_hierarchies
+    from transforms.release import differencing
+
+    hierarchies = load_hierarchies(
+        Path(__file__).resolve().parents[2] / "data_contracts" / "hierarchies", ["age", "lsoa"]
+    )
+    rng = np.random.default_rng(3)
+    n = 600
+    population = pl.DataFrame({
+        "person_key": [f"p{i:04d}" for i in range(n)],
+        "household_key": [None] * n,
+        "age": rng.integers(0, 100, n).astype(str),
+        "lsoa": [f"E01999{v:03d}" for v in rng.integers(1, 13, n)],
+        "sex": rng.choice(["F", "M"], n),
+    })  # fmt: skip
+    by_band = table(
+        "cohort_ward_band", {"name": "ward", "source": "lsoa", "level": 1},
+        {"name": "band", "source": "age", "level": 1},
+    )  # fmt: skip
+    by_sex = table(
+        "cohort_ward_20y_sex", {"name": "ward", "source": "lsoa", "level": 1},
+        {"name": "band", "source": "age", "level": 3}, "sex",
+    )  # fmt: skip
+    cohorts = CohortDefinitions(tables=(by_band, by_sex))
+    assert differencing._finest_levels(list(cohorts.tables), population.columns) == {
+        "lsoa": 1, "age": 1,
+    }  # fmt: skip
+    staged = {}
+    for definition in cohorts.tables:
+        labelled = population
+        for dim in definition.dimensions:
+            if dim.level is not None:
+                rows = hierarchies[dim.source].covering(population[dim.source]).table()
+                labelled = labelled.with_columns(
+                    pl.col(dim.source).replace_strict({r[0]: r[dim.level] for r in rows})
+                )
+        counted = publish(labelled, definition)
+        small = counted.filter(pl.col("people") < 10).select(definition.dimension_names)
+        staged[definition.name] = publish(labelled, definition, set(small.rows()))
+
+    def intervals() -> list:
+        auditor = Auditor(population, cohorts, hierarchies, EXACT)
+        result = auditor.audit(staged, exact=True)
+        out = [(result.failures, result.narrowest_width, result.cells_withheld)]
+        for name, frame in staged.items():
+            names = [c for c in frame.columns if c not in ("people", "withheld")]
+            for row in frame.filter(pl.col("withheld")).select(names).rows():
+                out.append(auditor.interval_of(name, dict(zip(names, row, strict=True))))
+        return out
+
+    coarse = intervals()
+    monkeypatch.setattr(differencing, "_finest_levels", lambda tables, columns: {})
+    assert intervals() == coarse
+    assert len(coarse) > 10  # withheld cells were compared

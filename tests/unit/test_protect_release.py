@@ -63,3 +63,40 @@ def test_an_audit_that_never_passes_stops_the_release():
 
     with pytest.raises(DisclosureError, match="still finds 1 withheld cell"):
         protect_release(WARDS, both, EXACT, {}, lambda tables: [Stubborn()])
+
+
+def test_protection_frees_the_smallest_cell_the_audit_names_as_binding():
+    """W1's 3 women are pinned by W1's men (30) in one table and W1's ages (18 and 15) in the
+    other. The audit names those published cells; withholding the smallest (W1, 40-59: 15) is
+    enough, where withholding the exposed cell's own neighbour would hide W1's 30 men."""
+    both = CohortDefinitions(tables=(BY_SEX, BY_AGE))
+    exposed = Auditor(WARDS, both, {}, EXACT).audit(protect_release(WARDS, both, EXACT, {}).tables)
+    (failure,) = exposed.failures
+    named = {(table, tuple(cell.values())) for table, cell in failure.binding}
+    assert named == {
+        (BY_SEX.name, ("W1", "M")),
+        (BY_AGE.name, ("W1", "20-39")),
+        (BY_AGE.name, ("W1", "40-59")),
+    }
+    auditor = Auditor(WARDS, both, {}, EXACT)
+    protected = protect_release(WARDS, both, EXACT, {}, lambda t: auditor.audit(t).failures)
+    assert _withheld(protected.tables[BY_SEX.name]) == {("W1", "F")}
+    assert _withheld(protected.tables[BY_AGE.name]) == {("W1", "40-59")}
+    assert protected.cells_withheld_for_the_release == 1
+
+
+def test_cells_the_last_release_withheld_are_withheld_again():
+    """Publishing now a cell withheld last month (same people) would give last month's
+    primary cell away; starting from last month's pattern keeps both releases consistent."""
+    both = CohortDefinitions(tables=(BY_SEX, BY_AGE))
+    last = {
+        BY_SEX.name: publish(WARDS, BY_SEX, {("W1", "F"), ("W1", "M")}),
+        BY_AGE.name: publish(WARDS, BY_AGE),
+    }
+    auditor = Auditor(WARDS, both, {}, EXACT, PreviousRelease(WARDS, last))
+    protected = protect_release(
+        WARDS, both, EXACT, {}, lambda t: auditor.audit(t).failures, previous=last
+    )
+    assert _withheld(protected.tables[BY_SEX.name]) == {("W1", "F"), ("W1", "M")}
+    assert _withheld(protected.tables[BY_AGE.name]) == set()
+    assert protected.rounds == 1  # the audit passed the pattern as it started
