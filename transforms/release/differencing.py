@@ -498,7 +498,6 @@ class _System:
         self.sum_index: dict[tuple[int, ...], int] = {}
         self.lower = np.zeros(self.n_rows)
         self.upper = np.full(self.n_rows, highspy.kHighsInf)
-        self.active = np.zeros(0, dtype=np.int64)  # rows binding at the last `bound` optimum
 
     def add_empty_rows(self, count: int) -> None:
         self.highs.addRows(
@@ -618,10 +617,14 @@ class _System:
                 f"{self.highs.modelStatusToString(status)})"
             )
         value = self.highs.getInfo().objective_function_value
-        solution = self.highs.getSolution()
-        if solution.dual_valid:
-            self.active = np.flatnonzero(np.abs(np.asarray(solution.row_dual)) > EPSILON)
         return -value if maximise else value
+
+    def binding_rows(self) -> np.ndarray:
+        """Rows whose constraints bind at the last `bound` optimum (non-zero duals)."""
+        solution = self.highs.getSolution()
+        if not solution.dual_valid:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.abs(np.asarray(solution.row_dual)) > EPSILON)
 
 
 # ----------------------------------------------------------------------------------------
@@ -806,12 +809,12 @@ class Auditor:
             high = math.floor(top + EPSILON)
             if not exact and high - self.true[cell] >= width_needed:
                 continue
-            active = self.interval.active
+            binding = self.interval.binding_rows()
             low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
             width = high - low
             narrowest = width if narrowest is None else min(narrowest, width)
             if width < width_needed:
-                binding = np.union1d(active, self.interval.active)
+                binding = np.union1d(binding, self.interval.binding_rows())
                 failures.append(
                     self._failure(cell, width, "interval", self._published(binding, withheld))
                 )
