@@ -355,6 +355,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
             "secondary_suppression": policy.secondary_suppression,
             "audit_rounds": protected.rounds,
             "cells_withheld_for_the_release": protected.cells_withheld_for_the_release,
+            "cells_withheld_again": protected.cells_withheld_again,
             "compared_with_previous_release": previous is not None,
             "audit": {**audit.to_dict(), "build_seconds": round(auditor.build_seconds, 3)},
         },

@@ -100,3 +100,4 @@ def test_cells_the_last_release_withheld_are_withheld_again():
     assert _withheld(protected.tables[BY_SEX.name]) == {("W1", "F"), ("W1", "M")}
     assert _withheld(protected.tables[BY_AGE.name]) == set()
     assert protected.rounds == 1  # the audit passed the pattern as it started
+    assert protected.cells_withheld_again == 1

@@ -3,14 +3,15 @@
 Tables share margins (a department's residents by sex appear summed over wards in one table
 and over age bands in another), and consecutive releases share most of their residents, so a
 cell safe in its own table may be recovered from the others. Each table is first protected on
-its own (`tabulate.protect_table`); then the release goes to an audit (passed in, so the
-judgement is made by code independent of this module: `transforms/release/differencing.py`),
-which names every withheld cell it can narrow too far from everything published, in this
-release and the last. For each, we also withhold the smallest published cell of its table that
-differs from it in one dimension; a cell still exposed next round gets one along every
-dimension, and then its margins in the other tables (its ward's total, say). We ask again
-until the audit finds nothing, or give up and stop the release: never publish what the audit
-rejects.
+its own (`tabulate.protect_table`), and every cell the last release withheld is withheld
+again. Then the release goes to an audit (passed in, so the judgement is made by code
+independent of this module: `transforms/release/differencing.py`), which names every withheld
+cell it can narrow too far from everything published, in this release and the last, and the
+published cells whose constraints bound it. For each, we withhold the smallest of those; a cell
+still exposed after BINDING_TRIES rounds (or with none named) gets blunter treatment: the
+smallest published cell of its table that differs from it in one dimension, then one along every
+dimension, then its margins in the other tables (its ward's total, say). We ask again until the
+audit finds nothing, or give up and stop the release: never publish what the audit rejects.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ProtectedRelease:
     rounds: int  # audit rounds until it found nothing
     cells_withheld_for_the_release: int  # beyond each table's own protection
     hidden: dict  # who is hidden: see hidden_by_group
+    cells_withheld_again: int = 0  # of those, withheld because the last release withheld them
 
 
 def _widen(
@@ -175,6 +177,7 @@ def protect_release(
     for name, last in (previous or {}).items():
         if name in cells:
             cells[name] = _withhold_again(cells[name], by_name[name], last)
+    again = sum(int(frame[WITHHELD].sum()) - own[name] for name, frame in cells.items())
     rounds = 0
     seen: dict[tuple, int] = {}
     blunt: dict[tuple, int] = {}
@@ -197,9 +200,9 @@ def protect_release(
             if table is None:
                 continue
             key = (table.name, tuple(sorted(exposure.cell.items(), key=str)))
-            # Escalate only for a cell exposed again: its smallest neighbour first, then one
-            # along every dimension, then its margins in the other tables. Each step hides
-            # more people, so the cheapest that satisfies the audit is taken.
+            # Free one binding constraint at a time (the audit checks each); then escalate for
+            # a cell exposed again: its smallest neighbour, then one along every dimension, then
+            # its margins in the other tables. Each step hides more people than the one before.
             seen[key] = seen.get(key, 0) + 1
             if seen[key] <= BINDING_TRIES and _withhold_binding(cells, by_name, exposure):
                 continue
@@ -214,6 +217,7 @@ def protect_release(
         counts=[table_counts(cells[t.name], t) for t in cohorts.tables],
         rounds=rounds,
         cells_withheld_for_the_release=extra,
+        cells_withheld_again=again,
         hidden=hidden_by_group(cells, cohorts),
     )
 

@@ -65,6 +65,7 @@ LABELS = {
     "sha256": "SHA-256",
     "audit_rounds": "Rounds of the independent audit",
     "cells_withheld_for_the_release": "Cells withheld to protect the release as a whole",
+    "cells_withheld_again": "of which withheld because the last release withheld them",
     "opt_out": "Residents' objections (opt-out register)",
     "transparency": "Transparency notice for residents",
     "not_ingested": "Files in landing/ not ingested",
