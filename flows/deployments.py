@@ -3,6 +3,10 @@
 - `ingest-department`, one deployment per department on its contract's schedule: validate and
   pseudonymise that department's new deliveries into secure/. When it leaves every department
   fresh it emits the event `cohortshare.departments.fresh`, which triggers a release build.
+- `freshness-check`, daily: for each department whose newest delivery is overdue under its
+  contract (frequency + latency) or that never delivered, emits `cohortshare.department.overdue`
+  naming the department and the overdue extract's date, then fails, so that the run, its hook's
+  log line and any automation on the event or on failed runs alert the operator.
 - `release-build`, monthly and on that event: receive anything new, check every department's
   freshness (stale ones are reported, and block the build if the policy says so), link,
   anonymise and stage a release for IG approval. Nothing is built when no input changed.
@@ -31,11 +35,13 @@ from flows.share_cohorts import (
     receive_deliveries,
 )
 from schemas.contract import DepartmentContract, load_contracts
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, NoDataError
 from transforms.identity import latest_tokens
 from transforms.intake import DeliveryRegistry, assess_freshness, latest_by_arrival
 
 FRESH_EVENT = "cohortshare.departments.fresh"
+OVERDUE_EVENT = "cohortshare.department.overdue"
+DEPARTMENT_RESOURCE = "cohortshare.department.{}"
 DATA_ROOT_RESOURCE = "cohortshare.data-root"
 # Deployed runs wait this long for another operation on the data root (a release build, an
 # approval) before failing with BusyError.
@@ -118,13 +124,7 @@ def ingest_department(
     own = {department: contract_set[department]}
     with holding_root_lock(settings.root, f"ingest {department}", lock_wait_seconds):
         results = receive_deliveries(settings, landing_files(settings.root, own))
-        with_tokens = {m["department"] for m in latest_tokens(settings.root).values()}
-        latest = {
-            d: o
-            for d, o in latest_by_arrival(DeliveryRegistry(settings.root).all()).items()
-            if d in with_tokens
-        }
-    verdicts = assess_freshness(contract_set, latest, date.today())
+        verdicts = department_freshness(settings.root, contract_set)
     counts = {
         "new": sum(r["status"] == "accepted" for r in results),
         "rejected": sum(r["status"] == "rejected" for r in results),
@@ -141,6 +141,71 @@ def ingest_department(
     elif waiting:
         logger.info("release build waits for: %s", ", ".join(waiting))
     return counts
+
+
+def department_freshness(root: Path, contract_set: dict[str, DepartmentContract]):
+    """Each department's verdict from its newest delivery by arrival that reached the secure
+    zone (a delivery accepted but never pseudonymised does not count)."""
+    with_tokens = {m["department"] for m in latest_tokens(root).values()}
+    latest = {
+        d: o
+        for d, o in latest_by_arrival(DeliveryRegistry(root).all()).items()
+        if d in with_tokens
+    }
+    return assess_freshness(contract_set, latest, date.today())
+
+
+@flow(
+    name="freshness-check",
+    log_prints=False,
+    timeout_seconds=600,
+    on_failure=[report_failure],
+    on_crashed=[report_failure],
+)
+@guarded
+def check_freshness(root: str | None = None, contracts: str | None = None) -> list[str]:
+    """Alert on every department whose next extract is overdue, or that never delivered.
+
+    Reads the delivery registry only (names, dates and counts; no row). For each late
+    department it emits `cohortshare.department.overdue` (resource
+    `cohortshare.department.<department>`, payload: status and dates), then fails with one line
+    naming them all. Returns the departments checked when every one is fresh."""
+    quiet_user_error_tracebacks()
+    logger = get_run_logger()
+    settings = settings_where_running(root, contracts)
+    contract_set = load_contracts(settings.contracts)
+    verdicts = department_freshness(settings.root, contract_set)
+    late = [v for v in verdicts if v.status != "fresh"]
+    for verdict in late:
+        logger.warning("overdue: %s", verdict.lateness())
+        emit_event(
+            event=OVERDUE_EVENT,
+            resource={
+                "prefect.resource.id": DEPARTMENT_RESOURCE.format(verdict.department),
+                "prefect.resource.name": verdict.department,
+            },
+            payload={
+                "department": verdict.department,
+                "status": verdict.status,
+                "newest_extract": _iso(verdict.extract_date),
+                "overdue_extract": _iso(verdict.overdue_extract()),
+                "due_by": _iso(verdict.due_by()),
+                "age_days": verdict.age_days,
+                "allowed_days": verdict.allowed_days,
+                "frequency": verdict.frequency,
+            },
+        )
+    if late:
+        raise NoDataError(
+            f"{len(late)} of {len(verdicts)} department(s) overdue: "
+            + "; ".join(v.lateness() for v in late)
+        )
+    logger.info("every department is fresh: %s", ", ".join(v.department for v in verdicts))
+    return [v.department for v in verdicts]
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 @flow(

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -261,3 +261,72 @@ def test_two_runs_at_once_process_each_delivery_once_and_stage_one_release(serve
     said = "".join(out + err for out, err in outputs)
     assert "No input changed since release" in said
     assert "busy" in said and "waiting up to 300 s" in said
+
+
+def test_an_overdue_or_missing_department_is_named_in_an_event_and_a_failed_run(server, tmp_path):
+    """The lateness alert: the freshness check, run against the server, records one
+    `cohortshare.department.overdue` event per late department (department and dates) and
+    fails naming them; a fresh department raises nothing."""
+    import polars as pl
+
+    from flows.deployments import OVERDUE_EVENT
+    from schemas.contract import load_contracts
+    from schemas.delivery import DeliveryOutcome
+    from transforms.identity import write_tokens
+
+    root = tmp_path / "council"
+    today = date.today()
+    housing_newest = today - timedelta(days=7 + 14 + 9)  # weekly, 14 days' latency: 9 days late
+    registry = DeliveryRegistry(root)
+    for n, department in enumerate(sorted(load_contracts(REPO / "data_contracts"))):
+        if department == "childrens_services":
+            continue  # never delivered
+        extract = housing_newest if department == "housing" else today
+        outcome = DeliveryOutcome(
+            delivery_id=f"{n:x}" * 64, department=department,
+            file_name=f"{department}_{extract:%Y%m%d}.csv",
+            contract_id=f"urn:cohortshare:contract:{department}", contract_version="1.0.0",
+            extract_date=extract, status="accepted", rows_received=1, rows_accepted=1,
+            rows_quarantined=0,
+        )
+        write_tokens(root, outcome, pl.DataFrame({"x": [1]}), "key-1", {})
+        registry.record(outcome)
+    started = datetime.now(UTC).isoformat()
+
+    check = subprocess.run(
+        [PYTHON, "-c", "from flows.deployments import check_freshness; "
+         f"check_freshness(root={str(root)!r})"],
+        env=server, cwd=REPO, capture_output=True, text=True, timeout=RUN_SECONDS,
+    )
+    said = check.stdout + check.stderr
+    assert check.returncode != 0, said[-3000:]
+    overdue = housing_newest + timedelta(days=7)
+    assert "NoDataError: 2 of 6 department(s) overdue: childrens_services: no accepted " in said
+    assert f"housing: extract of {overdue} overdue since" in said
+
+    events = _events_since(server, OVERDUE_EVENT, started, expected=2)
+    by_department = {e["resource"]["prefect.resource.name"]: e for e in events}
+    assert set(by_department) == {"housing", "childrens_services"}
+    housing = by_department["housing"]
+    assert housing["resource"]["prefect.resource.id"] == "cohortshare.department.housing"
+    assert housing["payload"]["overdue_extract"] == overdue.isoformat()
+    assert housing["payload"]["newest_extract"] == housing_newest.isoformat()
+    assert by_department["childrens_services"]["payload"]["status"] == "missing"
+
+    runs = _api(server, "POST", "/flow_runs/filter",
+                json={"flows": {"name": {"any_": ["freshness-check"]}}}).json()
+    (run,) = runs
+    assert run["state_type"] == "FAILED"
+    assert "housing: extract of" in run["state"]["message"]
+
+
+def _events_since(env: dict, name: str, since: str, expected: int) -> list[dict]:
+    """Events are written by the server's event persister in batches: poll briefly."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = _api(env, "POST", "/events/filter", json={
+            "filter": {"event": {"name": [name]}, "occurred": {"since": since}}, "limit": 50,
+        }).json()["events"]
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)

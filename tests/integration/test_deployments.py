@@ -63,3 +63,11 @@ def test_workers_run_the_deployed_commit_and_read_the_data_root_where_they_run()
     # `{{ $VAR }}` is resolved at deploy time: nothing about the worker's machine may use it.
     text = (REPO / "prefect.yaml").read_text()
     assert "COHORTSHARE_HOME" not in text and "COHORTSHARE_ROOT }}" not in text
+
+
+def test_lateness_is_checked_every_morning_after_the_ingestion_runs():
+    from flows.deployments import TIMEZONE
+
+    check = BY_NAME["freshness-check"]
+    assert check["entrypoint"] == "flows/deployments.py:check_freshness"
+    assert check["schedules"] == [{"cron": "0 8 * * *", "timezone": TIMEZONE}]

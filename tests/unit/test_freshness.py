@@ -73,3 +73,26 @@ def test_missing_and_overdue_departments_are_flagged_with_their_extract_dates():
     assert verdicts["council_tax"].status == "fresh"
     assert verdicts["adult_social_care"].status == "stale"
     assert "no accepted delivery" in verdicts["childrens_services"].describe()
+
+
+def test_an_alert_names_the_department_and_the_overdue_extract_date():
+    housing = CONTRACTS["housing"]  # weekly, latency 14 days
+    newest = TODAY - timedelta(days=7 + housing.max_latency_days + 1)
+    latest = {
+        "housing": _outcome("housing", "a", newest),
+        "benefits": _outcome("benefits", "b", TODAY),
+    }
+    verdicts = {v.department: v for v in assess_freshness(CONTRACTS, latest, TODAY)}
+
+    stale = verdicts["housing"]
+    assert stale.overdue_extract() == newest + timedelta(days=7)
+    assert stale.due_by() == TODAY - timedelta(days=1)
+    assert stale.lateness() == (
+        f"housing: extract of {newest + timedelta(days=7)} overdue since "
+        f"{TODAY - timedelta(days=1)} (newest {newest}, 22 day(s) old, allowed 21)"
+    )
+    assert verdicts["childrens_services"].lateness() == (
+        "childrens_services: no accepted delivery yet"
+    )
+    fresh = verdicts["benefits"]
+    assert fresh.lateness() == "" and fresh.overdue_extract() is None and fresh.due_by() is None

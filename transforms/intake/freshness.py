@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Literal
 
 from schemas.contract import FREQUENCY_DAYS, DepartmentContract
@@ -40,6 +40,31 @@ class DepartmentFreshness:
         return (
             f"{self.department}: newest extract {self.extract_date} ({self.file_name}), "
             f"{self.age_days} day(s) old{limit}: {self.status}"
+        )
+
+    def overdue_extract(self) -> date | None:
+        """The date of the extract that is overdue: the one `frequency` after the newest (the
+        newest itself when the contract sets only a latency). None unless stale."""
+        if self.status != "stale" or self.extract_date is None:
+            return None
+        return self.extract_date + timedelta(days=FREQUENCY_DAYS.get(self.frequency or "", 0))
+
+    def due_by(self) -> date | None:
+        """The last day the overdue extract could arrive on time. None unless stale."""
+        if self.status != "stale" or self.extract_date is None or self.allowed_days is None:
+            return None
+        return self.extract_date + timedelta(days=self.allowed_days)
+
+    def lateness(self) -> str:
+        """One line for an alert: department and dates, never a value. '' when fresh."""
+        if self.status == "missing":
+            return f"{self.department}: no accepted delivery yet"
+        if self.status != "stale":
+            return ""
+        return (
+            f"{self.department}: extract of {self.overdue_extract()} overdue since "
+            f"{self.due_by()} (newest {self.extract_date}, {self.age_days} day(s) old, "
+            f"allowed {self.allowed_days})"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -224,12 +224,27 @@ _TARGETS = {
 }
 
 
-def _as_type(col: Column, dtype: pl.DataType, excel_dates: bool = False) -> pl.Expr | None:
+def _trimmed(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Text columns trimmed, blank cells null. Done once, as frames: written as one expression
+    inside the typing's when/then branches, Polars trimmed each column up to four times."""
+    if not names:
+        return frame
+    stripped = frame.with_columns(pl.col(names).str.strip_chars())
+    return stripped.with_columns(pl.when(pl.col(n) != "").then(pl.col(n)).alias(n) for n in names)
+
+
+def _as_type(
+    col: Column, dtype: pl.DataType, excel_dates: bool = False, *, trimmed: bool = False
+) -> pl.Expr | None:
     """Expression typing `col` per the contract, nulling what cannot be typed; None if the
-    physical type can never hold the logical type (a file-level failure)."""
+    physical type can never hold the logical type (a file-level failure). `trimmed`: text
+    columns already went through `_trimmed`."""
     c = pl.col(col.name)
-    text = c.cast(pl.String).str.strip_chars()
-    text = pl.when(text == "").then(None).otherwise(text)
+    if trimmed and dtype == pl.String:
+        text = c
+    else:
+        text = c.cast(pl.String).str.strip_chars()
+        text = pl.when(text == "").then(None).otherwise(text)
     numeric = dtype.is_numeric()
     if col.logical_type == "string":
         if dtype == pl.String:
@@ -294,21 +309,24 @@ def coerce_types(
     """Type each column per the contract. Returns the typed frame and (row_number, column) of
     cells that were present but could not be typed (their typed value is null)."""
     exprs, present = [], []
+    text = [c.name for c in contract.columns if frame.schema[c.name] == pl.String]
+    source = _trimmed(frame, text)
     for col in contract.columns:
         dtype = frame.schema[col.name]
-        expr = pl.lit(None) if dtype == pl.Null else _as_type(col, dtype, excel_dates)
+        expr = (
+            pl.lit(None) if dtype == pl.Null
+            else _as_type(col, dtype, excel_dates, trimmed=True)
+        )
         exprs.append(expr.cast(_TARGETS[col.logical_type]).alias(col.name))
         if col.logical_type == "string" and dtype == pl.String and not (
             contract.format in ("json", "ndjson")
             and frame.get_column(col.name).str.starts_with(NESTED).any()
         ):
             continue  # text is always text, unless JSON put an object there
-        is_present = pl.col(col.name).is_not_null()
-        if dtype == pl.String:
-            is_present = is_present & (pl.col(col.name).str.strip_chars() != "")
-        present.append(is_present.alias(col.name))
-    typed = frame.select(pl.col(ROW_NUMBER), *exprs)
-    flags = frame.select(present)
+        # Trimmed text is null where blank: present means not null, whatever the type.
+        present.append(pl.col(col.name).is_not_null().alias(col.name))
+    typed = source.select(pl.col(ROW_NUMBER), *exprs)
+    flags = source.select(present)
     failed = [
         (flags.get_column(name) & typed.get_column(name).is_null()).alias(name)
         for name in flags.columns
@@ -334,9 +352,13 @@ def nhs_mod11_valid(values: pl.Series) -> pl.Series:
     """True if a 10-digit NHS number (spaces/hyphens allowed) has a valid mod-11 check digit
     (schemas/identifiers.py); null where the value is missing or not 10 digits (the pattern
     rule speaks for those)."""
-    digits = pl.col("v").cast(pl.String).str.replace_all(r"[\s-]", "")
-    number = pl.when(digits.str.contains(r"^\d{10}$")).then(digits.cast(pl.Int64, strict=False))
-    return pl.DataFrame({"v": values}).select(nhs_number_valid(number)).to_series()
+    digits = values.cast(pl.String).str.replace_all(r"[\s-]", "")
+    # The number is materialised before the arithmetic: as an expression, Polars evaluated the
+    # regex and cast once per reference to it (about twenty), 3.7 s instead of 0.2 s a chunk.
+    number = pl.select(
+        pl.when(digits.str.contains(r"^\d{10}$")).then(digits.cast(pl.Int64, strict=False))
+    ).to_series()
+    return pl.DataFrame({"v": number}).select(nhs_number_valid(pl.col("v"))).to_series()
 
 
 # HMRC NIM39110: prefixes never issued. First letter not D F I Q U V; second not D F I O Q U V;
