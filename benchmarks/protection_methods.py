@@ -47,12 +47,10 @@ def _error(population, cohorts, hierarchies, tables) -> dict:
 def measure(population, cohorts, policy, hierarchies) -> dict:
     started = time.perf_counter()
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy)
-    if policy.method == "cell_key":
-        protected = perturb_release(population, cohorts, policy, hierarchies)
-    else:
-        protected = protect_release(
-            population, cohorts, policy, hierarchies, lambda t: auditor.audit(t).failures
-        )
+    protect = perturb_release if policy.method == "cell_key" else protect_release
+    protected = protect(
+        population, cohorts, policy, hierarchies, lambda t: auditor.audit(t).failures
+    )
     audit = auditor.audit(protected.tables)
     seconds = time.perf_counter() - started
     worst = worst_hidden_share(protected.hidden, GROUPS)
@@ -62,6 +60,7 @@ def measure(population, cohorts, policy, hierarchies) -> dict:
         "seconds_protect_and_audit": round(seconds, 2),
         "cells": sum(c["cells"] for c in counts),
         "cells_withheld": sum(c["cells_suppressed"] for c in counts),
+        "audit_rounds": protected.rounds,
         "cells_perturbed": sum(c.get("cells_perturbed", 0) for c in counts),
         "cells_published_as_zero": sum(c.get("cells_published_as_zero", 0) for c in counts),
         "units_hidden_all_tables": sum(

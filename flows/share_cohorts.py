@@ -330,12 +330,10 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
     previous = history.previous_release(settings.root, cohorts)
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
-    if policy.method == "cell_key":
-        protected = perturb_release(population, cohorts, policy, hierarchies)
-    else:
-        protected = protect_release(
-            population, cohorts, policy, hierarchies, lambda tables: auditor.audit(tables).failures
-        )
+    protect = perturb_release if policy.method == "cell_key" else protect_release
+    protected = protect(
+        population, cohorts, policy, hierarchies, lambda tables: auditor.audit(tables).failures
+    )
     audit = auditor.audit(protected.tables)
     differencing.raise_on_failures(audit)
     history.keep_population(settings.root, release_id, population)

@@ -11,8 +11,13 @@
 The same people give the same cell key, so the same cell gets the same noise in every table and
 every release: differencing two tables, or two releases, cancels no noise. A group of a table
 with a sensitive dimension that is all or none of one value is still withheld (a true zero
-publishes as zero, so perturbation alone would show it). Nobody is withheld otherwise; the
-people "hidden" are those in withheld cells and in cells the table publishes as 0.
+publishes as zero, so perturbation alone would show it).
+
+Tables share margins, so the noise of one cell can sometimes be narrowed from the intervals of
+the others. With an `audit` (the independent one, transforms/release/differencing.py), a cell
+it can still narrow too far is withheld, then its neighbours and margins, exactly as
+suppression widens (`protect._widen`), until the audit finds nothing. Nobody is withheld
+otherwise; the people "hidden" are those in withheld cells and in cells published as 0.
 """
 
 from __future__ import annotations
@@ -23,9 +28,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from schemas.cohorts import CohortDefinitions, CohortTable, Dimension
+from schemas.errors import DisclosureError
 from schemas.policy import DisclosurePolicy, PerturbationTable
 from transforms.disclosure.hierarchy import Hierarchy
-from transforms.disclosure.protect import ProtectedRelease, hidden_by_group
+from transforms.disclosure.protect import (
+    MAX_ROUNDS,
+    Audit,
+    ProtectedRelease,
+    _widen,
+    _widen_margins,
+    hidden_by_group,
+)
 from transforms.disclosure.tabulate import (
     TRUE,
     WITHHELD,
@@ -141,16 +154,41 @@ def perturb_release(
     cohorts: CohortDefinitions,
     policy: DisclosurePolicy,
     hierarchies: Mapping[str, Hierarchy],
+    audit: Audit | None = None,
 ) -> ProtectedRelease:
     """Every table of the release perturbed, in the shape `protect.protect_release` returns."""
     if policy.perturbation is None:
         raise ValueError("cell-key perturbation needs the policy's perturbation table")
     ptable = policy.perturbation
     noise = noise_frame(ptable)
+    by_name = {t.name: t for t in cohorts.tables}
     cells = {
         t.name: perturb_table(population, t, ptable, dict(hierarchies), noise)
         for t in cohorts.tables
     }
+    own = {name: int(frame[WITHHELD].sum()) for name, frame in cells.items()}
+    rounds = 0
+    seen: dict[tuple, int] = {}
+    while audit is not None:
+        exposures = audit({n: staged_frame(c, by_name[n]) for n, c in cells.items()})
+        rounds += 1
+        if not exposures:
+            break
+        if rounds >= MAX_ROUNDS:
+            raise DisclosureError(
+                f"release protection: the audit still finds {len(exposures)} perturbed or "
+                f"withheld cell(s) it can narrow after {MAX_ROUNDS} rounds (first: table "
+                f"{exposures[0].table}); coarsen the cohort definitions"
+            )
+        for exposure in exposures:
+            table = by_name.get(exposure.table)
+            if table is None:
+                continue
+            key = (table.name, tuple(sorted(exposure.cell.items(), key=str)))
+            seen[key] = seen.get(key, 0) + 1
+            cells[table.name] = _widen(cells[table.name], table, exposure.cell, seen[key] > 1)
+            if seen[key] > 2:
+                _widen_margins(cells, by_name, exposure)
     # Who is hidden: people in withheld cells and in cells published as 0.
     hidden_view = {
         name: frame.with_columns(
@@ -161,7 +199,9 @@ def perturb_release(
     return ProtectedRelease(
         tables={t.name: staged_frame(cells[t.name], t) for t in cohorts.tables},
         counts=[perturbed_counts(cells[t.name], t) for t in cohorts.tables],
-        rounds=0,
-        cells_withheld_for_the_release=0,
+        rounds=rounds,
+        cells_withheld_for_the_release=sum(
+            int(c[WITHHELD].sum()) - own[n] for n, c in cells.items()
+        ),
         hidden=hidden_by_group(hidden_view, cohorts),
     )
