@@ -36,9 +36,11 @@ def _error(population, cohorts, hierarchies, tables) -> dict:
     total, cells = 0, 0
     for table in cohorts.tables:
         truth = true_cells(population, table, hierarchies)
-        joined = tables[table.name].join(
-            truth, on=table.dimension_names, how="left", nulls_equal=True
-        ).filter(~pl.col("withheld"))
+        joined = (
+            tables[table.name]
+            .join(truth, on=table.dimension_names, how="left", nulls_equal=True)
+            .filter(~pl.col("withheld"))
+        )
         total += int((joined[table.unit] - joined["_true"]).abs().sum())
         cells += joined.height
     return {"mean_absolute_error": round(total / max(cells, 1), 4), "published_cells": cells}

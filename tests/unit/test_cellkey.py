@@ -86,8 +86,8 @@ FIRST = people(
 # A month on: the same residents, and newcomers in W2 and W3 only.
 SECOND = pl.concat([
     FIRST,
-    people((6, {"ward": "W2", "sex": "F", "age": "40"}), (9, {"ward": "W3", "sex": "M", "age": "60"}),
-           start=1000),
+    people((6, {"ward": "W2", "sex": "F", "age": "40"}),
+           (9, {"ward": "W3", "sex": "M", "age": "60"}), start=1000),
 ])  # fmt: skip
 BOTH = CohortDefinitions(tables=(BY_WARD_SEX, BY_WARD_AGE, BY_WARD))
 
@@ -190,8 +190,11 @@ def test_audit_finds_a_small_cell_given_away_by_an_unperturbed_margin():
     two = CohortDefinitions(tables=(BY_WARD_SEX, BY_WARD))
     release = perturb_release(population, two, POLICY, {})
     assert audit_release(population, two, {}, release.tables, POLICY).failures == []
-    exact_margin = population.group_by("ward").len().rename({"len": "people"}).with_columns(
-        pl.col("people").cast(pl.Int64), withheld=pl.lit(False)
+    exact_margin = (
+        population.group_by("ward")
+        .len()
+        .rename({"len": "people"})
+        .with_columns(pl.col("people").cast(pl.Int64), withheld=pl.lit(False))
     )
     tables = {**release.tables, "cohort_by_ward": exact_margin}
     result = audit_release(

@@ -123,16 +123,21 @@ def perturb_table(
         .with_columns((pl.col(TRUE) + pl.col("_noise")).alias(PUBLISHED))
         .drop("_row", "_noise")
     )
-    return cells.with_columns(
-        _primary=pl.lit(False), _attribute=all_or_none(cells, table)
-    ).with_columns(pl.col("_attribute").alias(WITHHELD)).sort(names)
+    return (
+        cells.with_columns(_primary=pl.lit(False), _attribute=all_or_none(cells, table))
+        .with_columns(pl.col("_attribute").alias(WITHHELD))
+        .sort(names)
+    )
 
 
 def staged_frame(cells: pl.DataFrame, table: CohortTable) -> pl.DataFrame:
     """What is staged: dimensions, the perturbed count (null where withheld), `withheld`."""
     return cells.select(
         *table.dimension_names,
-        pl.when(pl.col(WITHHELD)).then(None).otherwise(pl.col(PUBLISHED)).cast(pl.Int64)
+        pl.when(pl.col(WITHHELD))
+        .then(None)
+        .otherwise(pl.col(PUBLISHED))
+        .cast(pl.Int64)
         .alias(table.unit),
         pl.col(WITHHELD),
     )
@@ -191,9 +196,7 @@ def perturb_release(
                 _widen_margins(cells, by_name, exposure)
     # Who is hidden: people in withheld cells and in cells published as 0.
     hidden_view = {
-        name: frame.with_columns(
-            pl.col(WITHHELD) | ((pl.col(TRUE) > 0) & (pl.col(PUBLISHED) == 0))
-        )
+        name: frame.with_columns(pl.col(WITHHELD) | ((pl.col(TRUE) > 0) & (pl.col(PUBLISHED) == 0)))
         for name, frame in cells.items()
     }
     return ProtectedRelease(

@@ -60,8 +60,9 @@ def _max_entropy(noise: np.ndarray, variance: float) -> np.ndarray:
         p = zero_mean(b)
         return float(p @ noise.astype(float) ** 2 - variance) ** 2
 
-    best = optimize.minimize_scalar(gap, bounds=(-20.0, 2.0), method="bounded",
-                                    options={"xatol": 1e-10})
+    best = optimize.minimize_scalar(
+        gap, bounds=(-20.0, 2.0), method="bounded", options={"xatol": 1e-10}
+    )
     return zero_mean(float(best.x))
 
 
@@ -102,7 +103,9 @@ def build_ptable(max_noise: int, variance: float, small_counts: int, name: str) 
         values = _support(count, max_noise, small_counts)
         noise = values - count
         keys = _whole_keys(_max_entropy(noise, variance), noise)
-        rows.append({"count": count, "to": {int(v): int(k) for v, k in zip(values, keys)}})
+        rows.append(
+            {"count": count, "to": {int(v): int(k) for v, k in zip(values, keys, strict=True)}}
+        )
         achieved.append(float(keys @ noise**2) / CELL_KEYS)
     table = {
         "name": name,
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     name = args.name or f"D{args.max_noise}V{math.floor(args.variance * 100)}js{args.small_counts}"
     table = build_ptable(args.max_noise, args.variance, args.small_counts, name)
-    header = "# Cell-key perturbation table: made by the command in built_by; do not edit by hand.\n"
+    header = "# Cell-key perturbation table, made by the command in built_by: do not edit.\n"
     text = yaml.safe_dump(table, sort_keys=False, width=100, default_flow_style=None)
     write_text_atomically(Path(args.out), header + text)
 

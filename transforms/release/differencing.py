@@ -38,9 +38,9 @@ What fails
 ----------
 - small: a cell whose true count is 1 to `min_published_count - 1` is published.
 - interval: a withheld or perturbed cell whose true count is 1 to `min_published_count - 1` (a
-  primary cell, in this release or the previous one) for which the attacker's interval [min, max] (LP bounds,
-  rounded inwards to whole numbers as an attacker counting people would) is narrower than the
-  policy's protection width: max - min < protection_width.
+  primary cell, in this release or the previous one) for which the attacker's interval
+  [min, max] (LP bounds, rounded inwards to whole numbers as an attacker counting people
+  would) is narrower than the policy's protection width: max - min < protection_width.
 - all / none (attribute disclosure), per table with a sensitive dimension S, per group g of the
   table's other dimensions and value s of S: "all" when the group certainly holds someone
   (min of the group's total >= 1) and every one of them has s (max of the group's units outside

@@ -191,8 +191,8 @@ def check_perturbation(
             columns += [
                 c for t in tables for c in differencing._where_columns(t.where, recount.columns)
             ]
-            columns = list(dict.fromkeys(c for c in columns if c not in ("person_key",
-                                                                          "household_key")))
+            keys = ("person_key", "household_key")
+            columns = list(dict.fromkeys(c for c in columns if c not in keys))
             units, atoms_table = recount.atoms(unit, columns, [])
             con.register("unit_atoms", units)
             for table in tables:
