@@ -269,3 +269,18 @@ def test_shipped_policy_loads_with_its_table():
 def test_policy_errors_name_the_file_and_field(tmp_path, extra, ptable, message):
     with pytest.raises(ConfigError, match=message):
         load_policy(_policy_folder(tmp_path, extra, ptable))
+
+
+def test_shipped_ptable_is_what_its_command_builds_and_has_its_properties():
+    from transforms.disclosure.ptable import build_ptable
+
+    rebuilt = build_ptable(RAW["max_noise"], RAW["variance"], RAW["small_counts"], RAW["name"])
+    assert rebuilt["rows"] == RAW["rows"]
+    for row in RAW["rows"]:
+        keys, i = row["to"], row["count"]
+        assert sum(keys.values()) == 256 and min(keys.values()) >= 1
+        assert sum(n * (j - i) for j, n in keys.items()) == 0  # zero mean, exactly
+        assert all(j == 0 or j > 2 for j in keys) and all(abs(j - i) <= 11 for j in keys)
+        if i:  # every allowed value within D keeps a key: a published p may be any of them
+            allowed = {j for j in range(max(0, i - 11), i + 12) if j == 0 or j > 2}
+            assert set(keys) == allowed
