@@ -55,6 +55,7 @@ from transforms.disclosure import (
     anonymise,
     check_definitions,
     load_hierarchies,
+    perturb_release,
     protect_release,
     worst_hidden_share,
 )
@@ -108,8 +109,13 @@ DELIVERY_RETRIES = 2
 # Files that make up the release's inputs besides the deliveries: a change to any of them is a
 # reason to build a new release even when no department delivered.
 DECLARATIONS = (
-    "disclosure_policy.yaml", "cohorts.yaml", "indicators.yaml", "linkage.yaml", "hierarchies",
-    "transparency.yaml", "release_purpose.yaml",
+    "disclosure_policy.yaml",
+    "cohorts.yaml",
+    "indicators.yaml",
+    "linkage.yaml",
+    "hierarchies",
+    "transparency.yaml",
+    "release_purpose.yaml",
 )
 # Releases staged by runs in this process: the CLI tells a new release from an unchanged one.
 STAGED_HERE: set[str] = set()
@@ -329,20 +335,26 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
     previous = history.previous_release(settings.root, cohorts)
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
-    protected = protect_release(
-        population,
-        cohorts,
-        policy,
-        hierarchies,
-        lambda tables: auditor.audit(tables).failures,
-        previous=previous.tables if previous else None,
-    )
+
+    def exposures(tables):
+        return auditor.audit(tables).failures
+
+    if policy.method == "cell_key":
+        protected = perturb_release(population, cohorts, policy, hierarchies, exposures)
+    else:
+        previous_tables = previous.tables if previous else None
+        protected = protect_release(
+            population, cohorts, policy, hierarchies, exposures, previous=previous_tables
+        )
     audit = auditor.audit(protected.tables)
     differencing.raise_on_failures(audit)
     history.keep_population(settings.root, release_id, population)
     staged = catalogue.stage_release(settings.root, release_id, protected.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)
+    perturbation = release_checks.check_perturbation(
+        staged, population, cohorts, policy, hierarchies
+    )
     # Kept so the gates can run again at approval on exactly these inputs.
     release_checks.save_gate_inputs(
         settings.root, release_id, anonymised, cohorts, policy, settings.contracts
@@ -352,6 +364,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         "people_counted": population.height,  # the balance's third term, from the file itself
         "tables": [c.to_dict() for c in protected.counts],
         "protection": {
+            **protection_method(policy, perturbation),
             "secondary_suppression": policy.secondary_suppression,
             "audit_rounds": protected.rounds,
             "cells_withheld_for_the_release": protected.cells_withheld_for_the_release,
@@ -363,6 +376,26 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         "worst_hidden": worst_hidden_share(protected.hidden, HIDDEN_GROUPS),
         "checks": checks.to_dict(),
         "outputs": sealed,
+    }
+
+
+def protection_method(policy, perturbation_check: dict) -> dict[str, Any]:
+    """How the release was protected, for the report: the method and, for cell-key
+    perturbation, the perturbation table's parameters and the gate that re-derived every count."""
+    if policy.method != "cell_key":
+        return {"method": "suppression"}
+    table = policy.perturbation
+    return {
+        "method": "cell_key",
+        "perturbation_table": {
+            "name": table.name,
+            "file": policy.ptable,
+            "max_noise": table.max_noise,
+            "variance": table.variance,
+            "small_counts": table.small_counts,
+            "source": table.source,
+        },
+        "perturbation_check": perturbation_check,
     }
 
 
@@ -417,7 +450,7 @@ def build_report(
         key_id=key_id,
         demo=settings.demo,
         policy={
-            **policy.model_dump(mode="json"),
+            **policy.model_dump(mode="json", exclude={"perturbation"}),
             "min_published_count": policy.min_published_count,
             "round_to": policy.rule.round_to,
             "rule_source": policy.rule.source,
@@ -646,7 +679,8 @@ def build_release(
         )
         not_ingested = [item.to_dict() for item in landing.not_ingested] + [
             {"path": f"{r['department']}/{r['file']}", "reason": r["reason"]}
-            for r in results if r["status"] == "not ingested"
+            for r in results
+            if r["status"] == "not ingested"
         ]
         report = report.model_copy(update={"not_ingested": not_ingested})
         json_path, html_path = write_report(settings.root, report)

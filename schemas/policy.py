@@ -54,6 +54,67 @@ ONS_THRESHOLD_10 = SmallNumberRule(
 )
 SMALL_NUMBER_RULES = {rule.name: rule for rule in (NHS_ENGLAND, OPENSAFELY, ONS_THRESHOLD_10)}
 
+# Cell-key perturbation as the ONS applied it to Census 2021 outputs: record keys uniform on
+# 0..255, a cell's key the sum of its members' record keys mod 256, and the noise for (true
+# count, cell key) read from a perturbation table (ptable) built as the sdcTools `ptable`
+# package does (maximum entropy, zero mean, fixed variance, maximum noise D, no published
+# count in 1..js). https://www.ons.gov.uk/peoplepopulationandcommunity/populationandmigration/
+# populationestimates/methodologies/protectingpersonaldataincensus2021results
+CELL_KEYS = 256
+
+
+class PerturbationRow(BaseModel):
+    """For a true count `count` (the last row also stands for every larger count, shifted), how
+    many of the 256 cell keys publish each value: `to` maps published value -> keys, keys
+    allotted in increasing order of the published value (cell key 0 first)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    count: int = Field(ge=0)
+    to: dict[int, int]
+
+
+class PerturbationTable(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str = ""
+    source: str = ""
+    built_by: str = ""
+    max_noise: int = Field(ge=1, description="D: no published count differs from the truth by more")
+    variance: float = Field(gt=0, description="V: the noise variance the table was built for")
+    small_counts: int = Field(ge=0, description="js: no count 1..js is ever published")
+    keys: int = CELL_KEYS
+    rows: tuple[PerturbationRow, ...] = Field(min_length=2)
+
+    @property
+    def largest_row(self) -> int:
+        return self.rows[-1].count
+
+    @model_validator(mode="after")
+    def _a_proper_table(self) -> PerturbationTable:
+        problems = []
+        if self.keys != CELL_KEYS:
+            problems.append(f"keys must be {CELL_KEYS}")
+        for position, row in enumerate(self.rows):
+            where = f"rows.{position}"
+            if row.count != position:
+                problems.append(f"{where}: counts must run 0, 1, 2, ... (found {row.count})")
+            if sum(row.to.values()) != self.keys or min(row.to.values(), default=0) < 1:
+                problems.append(f"{where}: keys must be at least 1 and sum to {self.keys}")
+            for published in row.to:
+                if abs(published - row.count) > self.max_noise:
+                    problems.append(f"{where}: noise beyond max_noise")
+                if published < 0 or 1 <= published <= self.small_counts:
+                    problems.append(f"{where}: publishes a count below 0 or in 1..small_counts")
+            if sum(n * (published - row.count) for published, n in row.to.items()) != 0:
+                problems.append(f"{where}: noise does not have mean zero")
+        if self.rows and self.rows[0].to != {0: self.keys}:
+            problems.append("rows.0: a true zero must publish as zero")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class DisclosurePolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -84,6 +145,14 @@ class DisclosurePolicy(BaseModel):
     # "block" builds none (cohorts would mix this month with last quarter, or leave a
     # department's residents out).
     stale_departments: Literal["block", "warn"] = "warn"
+    # How the cohort tables are protected: suppression (the small-number rule above, with
+    # secondary suppression) or cell_key (ONS-style cell-key perturbation, the noise read from
+    # the perturbation table named by `ptable`, a file beside this one).
+    method: Literal["suppression", "cell_key"] = "suppression"
+    ptable: str | None = None
+    # The perturbation table itself, read from `ptable` by load_policy (kept in the policy so
+    # the gates re-run at approval with exactly the table the release was built with).
+    perturbation: PerturbationTable | None = None
 
     @property
     def rule(self) -> SmallNumberRule:
@@ -112,12 +181,23 @@ class DisclosurePolicy(BaseModel):
             raise ValueError("l_diversity and sensitive must be given together")
         return self
 
+    @model_validator(mode="after")
+    def _cell_key_with_table(self) -> DisclosurePolicy:
+        if self.method == "cell_key" and self.perturbation is None:
+            raise ValueError("method cell_key needs a perturbation table: ptable: <file>")
+        return self
 
-def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
+
+def _read_yaml(path: Path):
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path.name}: cannot be read as YAML ({type(exc).__name__})") from None
+
+
+def load_yaml_model(path: Path, model: type[BaseModel], document=None) -> BaseModel:
+    if document is None:
+        document = _read_yaml(path)
     try:
         return model.model_validate(document)
     except ValidationError as exc:
@@ -128,5 +208,18 @@ def load_yaml_model(path: Path, model: type[BaseModel]) -> BaseModel:
         raise ConfigError(f"{path.name}: {len(exc.errors())} problem(s): {problems}") from None
 
 
+def load_ptable(path: Path) -> PerturbationTable:
+    return load_yaml_model(path, PerturbationTable)  # type: ignore[return-value]
+
+
 def load_policy(path: Path) -> DisclosurePolicy:
-    return load_yaml_model(path, DisclosurePolicy)  # type: ignore[return-value]
+    """The policy, with its perturbation table read from the file `ptable` names (beside it)."""
+    document = _read_yaml(path)
+    if isinstance(document, dict) and isinstance(document.get("ptable"), str):
+        if "perturbation" in document:
+            raise ConfigError(f"{path.name}: perturbation: give the table as a file (ptable)")
+        table_path = path.parent / document["ptable"]
+        if not table_path.is_file():
+            raise ConfigError(f"{path.name}: ptable: no file {document['ptable']} beside it")
+        document = {**document, "perturbation": load_ptable(table_path).model_dump()}
+    return load_yaml_model(path, DisclosurePolicy, document)  # type: ignore[return-value]

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from schemas.errors import ReleaseError
+from schemas.policy import load_policy
 from tests.integration.demo_catalogue import APPROVAL, CONTRACTS, FIXTURES, publish_demo
 from transforms.release import catalogue
 from transforms.release.catalogue_docs import table_definitions
@@ -110,7 +111,10 @@ def test_every_table_view_and_column_is_described(demo):
         "SELECT comment FROM duckdb_columns() WHERE schema_name = 'latest' "
         "AND table_name = 'cohort_people_by_department_ward_sex' AND column_name = 'people'",
     )
-    assert "NULL where the cell is withheld" in column and "nearest 5" in column
+    # The count's description follows the policy's method: rounded, or perturbed.
+    method = load_policy(CONTRACTS / "disclosure_policy.yaml").method
+    assert "NULL where the cell is withheld" in column
+    assert ("perturbed" if method == "cell_key" else "nearest 5") in column
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ with small-number protection. Sees tokens, derived fields and counts only.
 """
 
 from transforms.disclosure.anonymise import anonymise
+from transforms.disclosure.cellkey import perturb_release
 from transforms.disclosure.definitions import check_definitions
 from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.disclosure.protect import ProtectedRelease, protect_release, worst_hidden_share
@@ -14,6 +15,7 @@ __all__ = [
     "anonymise",
     "check_definitions",
     "load_hierarchies",
+    "perturb_release",
     "protect_release",
     "tabulate",
     "worst_hidden_share",

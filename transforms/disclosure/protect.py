@@ -80,8 +80,10 @@ def _widen(
         return cells.with_columns(pl.col(WITHHELD) | same)
     targets = []
     for name in names:
-        along = published & differs(name) & ~pl.any_horizontal(
-            [differs(n) for n in names if n != name] or [pl.lit(False)]
+        along = (
+            published
+            & differs(name)
+            & ~pl.any_horizontal([differs(n) for n in names if n != name] or [pl.lit(False)])
         )
         candidates = cells.filter(along)
         if candidates.height:
@@ -124,9 +126,7 @@ def _withhold_binding(
     return True
 
 
-def _withhold_again(
-    cells: pl.DataFrame, table: CohortTable, last: pl.DataFrame
-) -> pl.DataFrame:
+def _withhold_again(cells: pl.DataFrame, table: CohortTable, last: pl.DataFrame) -> pl.DataFrame:
     names = table.dimension_names
     if WITHHELD not in last.columns or not set(names) <= set(last.columns):
         return cells  # redefined since: the audit still compares the two
@@ -178,20 +178,47 @@ def protect_release(
         if name in cells:
             cells[name] = _withhold_again(cells[name], by_name[name], last)
     again = sum(int(frame[WITHHELD].sum()) - own[name] for name, frame in cells.items())
+    rounds = withhold_until_audit_passes(
+        cells,
+        by_name,
+        audit,
+        lambda c: {n: published_frame(f, by_name[n], policy) for n, f in c.items()},
+    )
+    staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
+    extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
+    return ProtectedRelease(
+        tables=staged,
+        counts=[table_counts(cells[t.name], t) for t in cohorts.tables],
+        rounds=rounds,
+        cells_withheld_for_the_release=extra,
+        cells_withheld_again=again,
+        hidden=hidden_by_group(cells, cohorts),
+    )
+
+
+def withhold_until_audit_passes(
+    cells: dict[str, pl.DataFrame],
+    by_name: dict[str, CohortTable],
+    audit: Audit | None,
+    stage: Callable[[dict[str, pl.DataFrame]], dict[str, pl.DataFrame]],
+) -> int:
+    """Withhold more of `cells` (each with TRUE and WITHHELD) until `audit`, shown the tables
+    as `stage` makes them, finds nothing. Returns the audit rounds; stops the release when the
+    audit still finds exposures after MAX_ROUNDS."""
     rounds = 0
     seen: dict[tuple, int] = {}
     blunt: dict[tuple, int] = {}
     while audit is not None:
-        staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
-        exposures = audit(staged)
+        exposures = audit(stage(cells))
         rounds += 1
         if not exposures:
             break
         if rounds >= MAX_ROUNDS:
             raise DisclosureError(
-                f"release protection: the audit still finds {len(exposures)} withheld cell(s) "
-                f"recoverable after {MAX_ROUNDS} rounds (first: table {exposures[0].table}); "
-                "coarsen the cohort definitions or raise the policy's threshold"
+                f"release protection: the audit still finds {len(exposures)} withheld or "
+                f"perturbed cell(s) it can narrow too far after {MAX_ROUNDS} rounds (first: "
+                f"table {exposures[0].table}); coarsen the cohort definitions or raise the "
+                "policy's threshold"
             )
         for exposure in exposures:
             # A cell of the previous release is protected by withholding around the same cell
@@ -210,16 +237,7 @@ def protect_release(
             cells[table.name] = _widen(cells[table.name], table, exposure.cell, blunt[key] > 1)
             if blunt[key] > 2:
                 _widen_margins(cells, by_name, exposure)
-    staged = {n: published_frame(c, by_name[n], policy) for n, c in cells.items()}
-    extra = sum(int(c[WITHHELD].sum()) - own[n] for n, c in cells.items())
-    return ProtectedRelease(
-        tables=staged,
-        counts=[table_counts(cells[t.name], t) for t in cohorts.tables],
-        rounds=rounds,
-        cells_withheld_for_the_release=extra,
-        cells_withheld_again=again,
-        hidden=hidden_by_group(cells, cohorts),
-    )
+    return rounds
 
 
 def hidden_by_group(cells: dict[str, pl.DataFrame], cohorts: CohortDefinitions) -> dict:

@@ -183,6 +183,24 @@ def _column_comment(
 ) -> str:
     if column == RELEASE_COLUMN:
         return "The release this row belongs to (see the releases table)."
+    perturbed = getattr(policy, "method", "suppression") == "cell_key"
+    if column == WITHHELD_COLUMN and perturbed:
+        return (
+            "True where the count is withheld: it would tell something about everyone in a "
+            "group, or the other tables would narrow its perturbed count too far. Its count is "
+            "NULL: a withheld cell is not zero."
+        )
+    if column in COUNT_COLUMNS and perturbed:
+        unit = "residents" if column == "people" else "households"
+        table = policy.perturbation
+        return (
+            f"Number of distinct {unit} in this cell, perturbed (cell-key method, disclosure "
+            f"policy {policy.name}, perturbation table {table.name}): it may differ from the "
+            f"true count by up to {table.max_noise}, most often by none or 1; the same {unit} "
+            f"always get the same noise, in every table and release. No count from 1 to "
+            f"{table.small_counts} is published; a 0 may stand for a few {unit}. Sums over a "
+            "table differ from the table's own totals. NULL where the cell is withheld."
+        )
     if column == WITHHELD_COLUMN:
         return (
             "True where the count is withheld: the cell is below the small-number threshold "

@@ -23,7 +23,11 @@ member, `expand: pair` once per pair a <= b). Constraints from what is published
   `policy.min_published_count`;
 - a published 0 is 0; a cell absent from a table (its combination occurs nowhere) is 0;
 - a withheld cell is only x >= 0, and >= 1 in a table without a sensitive dimension (there a row
-  is present only when at least one unit is in it).
+  is present only when at least one unit is in it);
+- under cell-key perturbation (policy `method: cell_key`, or a previous release built so), a
+  published value p is the interval of true counts the perturbation table could have turned
+  into p (at most [p - D, p + D], never below 0), read from the table here, apart from the
+  perturbation code; a value no true count can give fails as "small".
 With `previous` (the last published release), atoms are joint over both releases by unit key
 (person_key, household_key): distinct pairs (atom in previous, atom in current), a unit present
 in one release only paired with "absent". Both releases' published cells then constrain one
@@ -33,10 +37,10 @@ alone in a withheld cell) is found.
 What fails
 ----------
 - small: a cell whose true count is 1 to `min_published_count - 1` is published.
-- interval: a withheld cell whose true count is 1 to `min_published_count - 1` (a primary cell,
-  in this release or the previous one) for which the attacker's interval [min, max] (LP bounds,
-  rounded inwards to whole numbers as an attacker counting people would) is narrower than the
-  policy's protection width: max - min < protection_width.
+- interval: a withheld or perturbed cell whose true count is 1 to `min_published_count - 1` (a
+  primary cell, in this release or the previous one) for which the attacker's interval
+  [min, max] (LP bounds, rounded inwards to whole numbers as an attacker counting people
+  would) is narrower than the policy's protection width: max - min < protection_width.
 - all / none (attribute disclosure), per table with a sensitive dimension S, per group g of the
   table's other dimensions and value s of S: "all" when the group certainly holds someone
   (min of the group's total >= 1) and every one of them has s (max of the group's units outside
@@ -90,6 +94,7 @@ class PreviousRelease:
     population: pl.DataFrame
     tables: dict[str, pl.DataFrame]
     cohorts: Any = None
+    perturbation: Any = None  # its perturbation table, if it was built by cell-key perturbation
 
 
 @dataclass(frozen=True)
@@ -635,6 +640,31 @@ def _protection_width(policy: Any) -> int:
     return int(getattr(policy, "protection_width", policy.min_published_count))
 
 
+def _perturbation(policy: Any) -> Any:
+    return policy.perturbation if getattr(policy, "method", None) == "cell_key" else None
+
+
+def inverse_intervals(ptable: Any) -> Any:
+    """For a published value p, the (smallest, largest) true count the perturbation table can
+    turn into p, or None when none can. The last row stands for every larger count, shifted."""
+    rows = list(ptable.rows)
+    last = rows[-1].count
+    last_noise = [int(j) - last for j in rows[-1].to]
+    sources: dict[int, list[int]] = {}
+    for row in rows[:-1]:
+        for j, keys in row.to.items():
+            if keys > 0:
+                sources.setdefault(int(j), []).append(row.count)
+
+    def interval(published: int) -> tuple[int, int] | None:
+        found = sources.get(published, []) + [
+            published - d for d in last_noise if published - d >= last
+        ]
+        return (min(found), max(found)) if found else None
+
+    return interval
+
+
 class Auditor:
     """Builds the attacker's system for a release once; `audit(tables)` re-audits it with the
     tables as they now stand (different cells withheld), re-solving warm."""
@@ -647,12 +677,35 @@ class Auditor:
         policy: Any,
         previous: PreviousRelease | None = None,
         table_names: set[str] | None = None,
+        perturbed_tables: set[str] | None = None,
     ):
         started = time.perf_counter()
         self.cohorts = cohorts
         self.policy = policy
         self.previous = previous
         names = table_names or {t.name for t in cohorts.tables}
+        # Which tables publish perturbed counts: all of a cell-key release unless told (a test
+        # may publish one table exactly beside perturbed ones).
+        perturbation = _perturbation(policy)
+        self.perturbed = {
+            CURRENT: (
+                set(names if perturbed_tables is None else perturbed_tables)
+                if perturbation is not None
+                else set()
+            ),
+            PREVIOUS: (
+                set(previous.tables) if previous is not None and previous.perturbation else set()
+            ),
+        }
+        self.inverse = {
+            CURRENT: inverse_intervals(perturbation) if perturbation is not None else None,
+            PREVIOUS: (
+                inverse_intervals(previous.perturbation)
+                if previous is not None and previous.perturbation is not None
+                else None
+            ),
+        }
+        self.perturbed_cells: set[int] = set()
         _all_defined(names, cohorts, "this release")
         if previous is not None:
             _all_defined(set(previous.tables), previous.cohorts or cohorts, "the previous release")
@@ -712,7 +765,8 @@ class Auditor:
         published_sets = [(CURRENT, self.current_tables, tables)]
         if self.previous is not None:
             published_sets.append((PREVIOUS, self.previous_tables, self.previous.tables))
-        rows: dict[int, tuple[bool, int | None, bool]] = {}  # cell -> withheld, count, open
+        # cell -> withheld, count, open, inverse of the perturbation (None: not perturbed)
+        rows: dict[int, tuple[bool, int | None, bool, Any]] = {}
         present_tables = set()
         for release, definitions, frames in published_sets:
             for name, table in definitions.items():
@@ -724,9 +778,10 @@ class Auditor:
                 keys = frame.select(pl.col(n).cast(pl.String) for n in names).rows()
                 ids = self.cells.ids(release, name, keys)
                 open_withheld = name in self.cells.sensitive
+                inverse = self.inverse[release] if name in self.perturbed[release] else None
                 flags = frame["withheld"].to_list()
                 for cell, count, flag in zip(ids, frame[table.unit].to_list(), flags, strict=True):
-                    rows[cell] = (bool(flag), count, open_withheld)
+                    rows[cell] = (bool(flag), count, open_withheld, inverse)
         n_cells = len(self.cells.meta)
         if n_cells > self.interval.n_rows:
             # Rows no unit reaches (a zero row of a sensitive table): the cell is 0.
@@ -738,15 +793,27 @@ class Auditor:
         upper = np.zeros(n_cells)
         withheld: set[int] = set()
         small: set[int] = set()
+        self.perturbed_cells = set()
         for cell, (release, table, _) in enumerate(self.cells.meta):
             if cell not in rows:
                 if (release, table) not in present_tables:
                     upper[cell] = highspy.kHighsInf  # a table not published constrains nothing
                 continue  # absent from its table, so 0
-            flag, count, open_withheld = rows[cell]
+            flag, count, open_withheld, inverse = rows[cell]
             if flag:
                 withheld.add(cell)
                 lower[cell], upper[cell] = (0.0 if open_withheld else 1.0), highspy.kHighsInf
+            elif inverse is not None:
+                # A perturbed count: any true count the table could have turned into it (and
+                # at least 1 where only occupied cells are listed).
+                self.perturbed_cells.add(cell)
+                found = inverse(int(count or 0))
+                if found is None:
+                    small.add(cell)  # no true count gives this value: the table was not used
+                    lower[cell], upper[cell] = 0.0, highspy.kHighsInf
+                    continue
+                lower[cell] = max(found[0], 0 if open_withheld else 1)
+                upper[cell] = found[1]
             elif count:
                 # The policy is public: a published count stands for at least `floor` units
                 # (unless this very cell breaks the policy, which fails the audit anyway).
@@ -794,7 +861,9 @@ class Auditor:
         self.interval.set_row_bounds(lower, upper)
         failures: list[Failure] = []
         narrowest: int | None = None
-        primary = [c for c in sorted(withheld) if 0 < self.true[c] < floor]
+        primary = [
+            c for c in sorted(withheld | self.perturbed_cells) if 0 < self.true[c] < floor
+        ]
         # A cell that can reach its true count + the width is wide enough (its minimum is at
         # most its true count): most cells are shown so together, the rest one LP at a time.
         together = np.zeros(len(primary), dtype=bool)
@@ -990,9 +1059,12 @@ def audit_release(
     tables: dict[str, pl.DataFrame],
     policy: Any,
     previous: PreviousRelease | None = None,
+    perturbed_tables: set[str] | None = None,
 ) -> AuditResult:
     """Audit one release (see the module docstring); build an `Auditor` to audit repeatedly."""
-    auditor = Auditor(population, cohorts, hierarchies, policy, previous, set(tables))
+    auditor = Auditor(
+        population, cohorts, hierarchies, policy, previous, set(tables), perturbed_tables
+    )
     result = auditor.audit(tables)
     result.seconds = round(result.seconds + auditor.build_seconds, 3)
     return result

@@ -108,6 +108,9 @@ def check_release(
             # population, independently of the tabulation.
             base = policy.rule.round_to
             smallest = (policy.min_published_count + base // 2) // base * base
+            if policy.method == "cell_key":
+                # Perturbed counts come from the perturbation table: 0 or above its js.
+                smallest = policy.perturbation.small_counts + 1
             ((n, published_small, withheld_with_count, n_withheld),) = con.sql(
                 f"SELECT count(*), "
                 f"count(*) FILTER (WHERE NOT withheld AND ({table.unit} IS NULL "
@@ -148,6 +151,92 @@ def check_release(
     )
 
 
+def check_perturbation(
+    staged: dict[str, Path],
+    population: pl.DataFrame,
+    cohorts: CohortDefinitions,
+    policy: DisclosurePolicy,
+    hierarchies: dict,
+) -> dict[str, int]:
+    """Under cell-key perturbation, every published count must be the true count plus the
+    perturbation table's noise for its cell key. Recomputed here in DuckDB SQL from the
+    population the release was counted from, apart from the perturbation code: record key =
+    the last two hex digits of the unit's pseudonym, cell key = the sum of its members' record
+    keys mod 256, noise = the table's entry for (true count, capped at its last row; cell key).
+    Raises DisclosureError naming the tables and how many cells differ (never a value)."""
+    ptable = policy.perturbation
+    if policy.method != "cell_key" or ptable is None:
+        return {"cells_checked": 0, "cells_differing": 0}
+    entries = []
+    for row in ptable.rows:
+        first = 0
+        for published in sorted(row.to):
+            keys = row.to[published]
+            entries.append((row.count, first, first + keys - 1, published - row.count))
+            first += keys
+    noise = pl.DataFrame(
+        entries, schema=["row", "first_key", "last_key", "noise"], orient="row"
+    )
+    recount = differencing._Recount(population, hierarchies, differencing.CURRENT)
+    con = recount.con
+    con.register("ptable_noise", noise)
+    checked = 0
+    differing: dict[str, int] = {}
+    try:
+        for unit in ("people", "households"):
+            tables = [t for t in cohorts.tables if t.unit == unit and t.name in staged]
+            if not tables:
+                continue
+            columns = [d.source for t in tables for d in t.dimensions]
+            columns += [
+                c for t in tables for c in differencing._where_columns(t.where, recount.columns)
+            ]
+            keys = ("person_key", "household_key")
+            columns = list(dict.fromkeys(c for c in columns if c not in keys))
+            units, atoms_table = recount.atoms(unit, columns, [])
+            con.register("unit_atoms", units)
+            for table in tables:
+                con.register("table_cells", recount.cells(table, atoms_table))
+                con.execute(
+                    f"CREATE OR REPLACE VIEW staged AS SELECT * FROM "
+                    f"read_parquet('{staged[table.name]}')"
+                )
+                dims = [f'"{n}"' for n in table.dimension_names]
+                on = " AND ".join(f"s.{d} IS NOT DISTINCT FROM e.{d}" for d in dims)
+                ((n, bad),) = con.sql(
+                    f"""
+                    WITH members AS (
+                        SELECT c.*, CAST(('0x' || right(u.unit_key, 2)) AS INTEGER) AS record_key
+                        FROM unit_atoms u JOIN table_cells c USING (atom)),
+                    cells AS (
+                        SELECT {", ".join(dims)}, sum(mult) AS true_count,
+                               sum(mult * record_key) % 256 AS cell_key
+                        FROM members GROUP BY ALL),
+                    expected AS (
+                        SELECT c.*, c.true_count + p.noise AS expected FROM cells c
+                        JOIN ptable_noise p
+                          ON p.row = least(c.true_count, {int(ptable.largest_row)})
+                         AND c.cell_key BETWEEN p.first_key AND p.last_key)
+                    SELECT count(*),
+                           count(*) FILTER (WHERE NOT coalesce(s.withheld, false)
+                               AND s.{table.unit} IS DISTINCT FROM coalesce(e.expected, 0))
+                    FROM staged s FULL JOIN expected e ON {on}
+                    """
+                ).fetchall()
+                checked += n
+                if bad:
+                    differing[table.name] = int(bad)
+    finally:
+        con.close()
+    if differing:
+        listed = ", ".join(f"{t}: {n}" for t, n in sorted(differing.items()))
+        raise DisclosureError(
+            f"release failed its disclosure checks: {sum(differing.values())} published "
+            f"count(s) are not the true count plus the perturbation table's noise ({listed})"
+        )
+    return {"cells_checked": checked, "cells_differing": 0}
+
+
 def differencing_audit(
     root: Path,
     release_id: str,
@@ -160,15 +249,17 @@ def differencing_audit(
     release the tables were counted from and the last release published before this one."""
     population = pl.read_parquet(history.population_path(root, release_id))
     tables = {name: pl.read_parquet(path) for name, path in staged.items()}
+    loaded = load_hierarchies(hierarchies)
+    perturbation = check_perturbation(staged, population, cohorts, policy, loaded)
     result = differencing.audit_gate(
         population,
         cohorts,
-        load_hierarchies(hierarchies),
+        loaded,
         tables,
         policy,
         history.previous_release(root, cohorts, before=release_id),
     )
-    return result.to_dict()
+    return {**result.to_dict(), "perturbation_check": perturbation}
 
 
 def account_rows(

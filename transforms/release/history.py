@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from schemas.cohorts import CohortDefinitions
+from schemas.policy import DisclosurePolicy
 from transforms.files import write_parquet
 from transforms.release.differencing import PreviousRelease
 
@@ -26,6 +27,15 @@ def keep_population(root: Path, release_id: str, population: pl.DataFrame) -> Pa
 
 def _release_id(folder: Path) -> str:
     return folder.name.removeprefix("release_id=")  # plain or Hive-style partition folders
+
+
+def _perturbation(policy_file: Path):
+    """The perturbation table a release was built with (its policy is kept beside its
+    population), or None: its counts are then exact or rounded, not perturbed."""
+    if not policy_file.is_file():
+        return None
+    policy = DisclosurePolicy.model_validate_json(policy_file.read_text(encoding="utf-8"))
+    return policy.perturbation if policy.method == "cell_key" else None
 
 
 def previous_release(
@@ -52,5 +62,6 @@ def previous_release(
         return PreviousRelease(
             population=pl.read_parquet(population),
             tables={name: frame for name, frame in tables.items() if name in known},
+            perturbation=_perturbation(population.parent / "policy.json"),
         )
     return None

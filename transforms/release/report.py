@@ -66,6 +66,12 @@ LABELS = {
     "audit_rounds": "Rounds of the independent audit",
     "cells_withheld_for_the_release": "Cells withheld to protect the release as a whole",
     "cells_withheld_again": "of which withheld because the last release withheld them",
+    "cells_perturbed": "Cells perturbed (count changed)",
+    "cells_published_as_zero": "Cells with people in them published as 0",
+    "perturbation_table": "Perturbation table",
+    "perturbation_check": "Every perturbed count worked out again",
+    "max_noise": "Largest change to a count (D)",
+    "small_counts": "Counts never published (1 to this)",
     "opt_out": "Residents' objections (opt-out register)",
     "transparency": "Transparency notice for residents",
     "not_ingested": "Files in landing/ not ingested",
@@ -415,7 +421,8 @@ def markdown_summary(report: ReleaseReport) -> str:
         f"# Release {report.release_id}: {report.status}",
         "",
         f"Policy **{report.policy['name']}** (k = {report.policy['k']}, "
-        f"{report.policy['small_number_rule']}), key id `{report.key_id}`.",
+        f"{report.policy['small_number_rule']}, method "
+        f"{report.policy.get('method', 'suppression')}), key id `{report.key_id}`.",
         "",
         "| department | status | received | accepted | quarantined |",
         "|---|---|---:|---:|---:|",
