@@ -26,7 +26,7 @@ import polars as pl
 from benchmarks._measure import peak_rss_mb
 from schemas.cohorts import load_cohorts
 from schemas.policy import load_policy
-from transforms.disclosure import load_hierarchies, protect_release
+from transforms.disclosure import load_hierarchies, perturb_release, protect_release
 from transforms.disclosure.tabulate import units
 from transforms.release.differencing import Auditor
 from transforms.synthetic import build_population
@@ -34,6 +34,11 @@ from transforms.synthetic import build_population
 CONTRACTS = Path(__file__).resolve().parents[1] / "data_contracts"
 DEPARTMENTS = ("adult_social_care", "benefits", "childrens_services", "council_tax", "housing")
 CARE_STATUSES = ("Child in Need", "Child Protection Plan", "Looked After Child")
+
+
+def _hex(byte: pl.Expr) -> pl.Expr:
+    digits = pl.lit("0123456789abcdef")
+    return pl.concat_str(digits.str.slice(byte // 16, 1), digits.str.slice(byte % 16, 1))
 
 
 def linked_population(residents: int, seed: int) -> pl.DataFrame:
@@ -62,9 +67,13 @@ def linked_population(residents: int, seed: int) -> pl.DataFrame:
         "means_tested_benefit": means_tested,
         "council_tax_discount": discount,
     }
+    # Keys end in a uniform hex byte like the pipeline's SHA-256 pseudonyms (cell-key
+    # perturbation reads its record key from it).
+    byte = pl.col("resident_id").hash(seed) % 256
+    household_byte = pl.col("household_id").hash(seed) % 256
     frame = people.select(
-        pl.format("p{}", pl.col("resident_id")).alias("person_key"),
-        pl.format("h{}", pl.col("household_id")).alias("household_key"),
+        pl.format("p{}_{}", pl.col("resident_id"), _hex(byte)).alias("person_key"),
+        pl.format("h{}_{}", pl.col("household_id"), _hex(household_byte)).alias("household_key"),
         pl.col("age").cast(pl.String),
         "sex",
         "ethnicity",
@@ -134,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         audit_seconds[0] += time.perf_counter() - began
         return failures
 
-    protected = protect_release(population, cohorts, policy, hierarchies, audit)
+    protect = perturb_release if policy.method == "cell_key" else protect_release
+    protected = protect(population, cohorts, policy, hierarchies, audit)
     final = auditor.audit(protected.tables)
     seconds = time.perf_counter() - started
     counts = [c.to_dict() for c in protected.counts]
@@ -156,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             "audit_failures": final.failed,
         },
         "cells": sum(c["cells"] for c in counts),
+        "method": policy.method,
         "cells_withheld": sum(c["cells_suppressed"] for c in counts),
+        "cells_perturbed": sum(c.get("cells_perturbed", 0) for c in counts),
         "units_in_withheld_cells": sum(c["units_in_suppressed_cells"] for c in counts),
         "units_counted": sum(c["units_in_suppressed_cells"] + c["units_in_published_cells"]
                              for c in counts),
