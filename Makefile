@@ -58,8 +58,12 @@ axe-core:
 		cp package/axe.min.js package/LICENSE $(CURDIR)/tests/accessibility/axe-core/ && \
 		sha256sum $(CURDIR)/tests/accessibility/axe-core/axe.min.js && rm -rf $$tmp
 
+# Two pytest-xdist workers, one per core of the CI machine: the serial suite keeps one core busy
+# and the other idle. `loadfile` keeps each test file on one worker, so a module's fixture (a
+# whole demo council run, a Prefect server) is built once; each worker has its own Prefect test
+# server and PREFECT_HOME (tests/conftest.py). pytest-cov combines the workers' coverage.
 test: setup browser
-	$(UV) run --frozen pytest -q --cov --cov-report=term:skip-covered
+	$(UV) run --frozen pytest -q -n 2 --dist loadfile --cov --cov-report=term:skip-covered
 
 lint: setup
 	$(UV) run --frozen ruff check .
