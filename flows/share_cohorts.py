@@ -379,7 +379,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         "magnitude": {
             "rules": magnitude_rules(policy.magnitude),
             "tables": [m.to_dict() for m in measured.measures],
-            "audit_rounds": measured.rounds,
+            "sum_audits": measured.rounds,
             **magnitude,
         },
         "checks": checks.to_dict(),
