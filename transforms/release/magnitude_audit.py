@@ -93,7 +93,9 @@ class SumAuditor:
         recount = _Recount(population, hierarchies, "current")
         try:
             for (unit, attribute), tables in groups.items():
-                self.systems.append(self._system(recount, unit, attribute, tables))
+                system = self._system(recount, unit, attribute, tables)
+                if system[1]:  # a table no unit reaches (a department missing) has no cells
+                    self.systems.append(system)
         finally:
             recount.con.close()
 
@@ -132,6 +134,8 @@ class SumAuditor:
                 vals.append(float(record["mult"]))
         n_rows = len(self.meta) - first
         n_cols = (max(cols) + 1) if cols else 0
+        if n_rows == 0:
+            return None, []
         matrix = sparse.csc_matrix((vals, (rows, cols)), shape=(n_rows, n_cols))
         return _System(matrix), list(range(first, len(self.meta)))
 
