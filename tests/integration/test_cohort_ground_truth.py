@@ -143,9 +143,9 @@ def _truth_cells(people: pl.DataFrame, table: str) -> pl.DataFrame:
         if table == "cohort_benefit_award_by_ward":
             arrears = []
         frame = claimants.select(*arrears, ward, "weekly_amount")
-    elif table == "cohort_benefit_award_median_by_age":
+    elif table == "cohort_benefit_award_median_by_age_sex":
         frame = people.filter(pl.col("departments").list.contains("benefits")).select(
-            _age_band(pl.col("age"), 20).alias("age_band"), "weekly_amount")
+            _age_band(pl.col("age"), 20).alias("age_band"), "sex", "weekly_amount")
     else:
         raise AssertionError(f"no ground truth written for {table}")
     if "weekly_amount" in frame.columns:
