@@ -55,6 +55,8 @@ from transforms.disclosure import (
     anonymise,
     check_definitions,
     load_hierarchies,
+    magnitude_rules,
+    measure_tables,
     perturb_release,
     protect_release,
     worst_hidden_share,
@@ -87,7 +89,15 @@ from transforms.intake import (
     printable,
     receive_delivery,
 )
-from transforms.release import audit, catalogue, differencing, history, notice, outputs
+from transforms.release import (
+    audit,
+    catalogue,
+    differencing,
+    history,
+    magnitude_audit,
+    notice,
+    outputs,
+)
 from transforms.release import gates as release_checks
 from transforms.release.report import (
     describe_release,
@@ -346,10 +356,19 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         protected = protect_release(
             population, cohorts, policy, hierarchies, exposures, previous=previous_tables
         )
-    audit = auditor.audit(protected.tables)
+    # Sums and medians beside their counts; withheld sums protected by their own audit.
+    sum_auditor = magnitude_audit.SumAuditor(population, cohorts, hierarchies, policy)
+    measured = measure_tables(
+        protected.tables, population, cohorts, policy, hierarchies, protected.counts,
+        lambda tables: sum_auditor.audit(tables).failures,
+    )  # fmt: skip
+    audit = auditor.audit(measured.tables)
     differencing.raise_on_failures(audit)
+    magnitude = magnitude_audit.audit_measures(
+        measured.tables, population, cohorts, policy, hierarchies
+    )
     history.keep_population(settings.root, release_id, population)
-    staged = catalogue.stage_release(settings.root, release_id, protected.tables, metadata)
+    staged = catalogue.stage_release(settings.root, release_id, measured.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)
     perturbation = release_checks.check_perturbation(
@@ -362,7 +381,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     sealed = outputs.seal(catalogue.staging_dir(settings.root, release_id))
     return {
         "people_counted": population.height,  # the balance's third term, from the file itself
-        "tables": [c.to_dict() for c in protected.counts],
+        "tables": [c.to_dict() for c in measured.counts],
         "protection": {
             **protection_method(policy, perturbation),
             "secondary_suppression": policy.secondary_suppression,
@@ -372,8 +391,16 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
             "compared_with_previous_release": previous is not None,
             "audit": {**audit.to_dict(), "build_seconds": round(auditor.build_seconds, 3)},
         },
-        "hidden": protected.hidden,
-        "worst_hidden": worst_hidden_share(protected.hidden, HIDDEN_GROUPS),
+        "hidden": {**protected.hidden, **measured.hidden},
+        "worst_hidden": worst_hidden_share(
+            {**protected.hidden, **measured.hidden}, HIDDEN_GROUPS
+        ),
+        "magnitude": {
+            "rules": magnitude_rules(policy.magnitude),
+            "tables": [m.to_dict() for m in measured.measures],
+            "sum_audits": measured.rounds,
+            **magnitude,
+        },
         "checks": checks.to_dict(),
         "outputs": sealed,
     }
@@ -467,6 +494,7 @@ def build_report(
         protection=staged["protection"],
         hidden=staged["hidden"],
         worst_hidden=staged["worst_hidden"],
+        magnitude=staged.get("magnitude", {}),
         accounting=accounting,
         checks=staged["checks"],
         limitations=LIMITATIONS,

@@ -66,6 +66,25 @@ def band_lower_bounds(bands: tuple[str, ...]) -> list[tuple[int, bool]]:
     return bounds
 
 
+class Measure(BaseModel):
+    """A magnitude published beside a table's count: the sum or the median of a numeric person
+    attribute over the cell's units (docs: README, "Magnitude tables"). Units with no value of
+    the attribute add nothing to a sum and are left out of a median."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["sum", "median"]
+    attribute: str = Field(pattern=NAME, description="a numeric population column")
+    # Published column name; defaults to <attribute>_<kind>, e.g. weekly_amount_sum.
+    name: str | None = Field(default=None, pattern=NAME)
+    unit: str = Field(description="what one of the measure counts, e.g. 'pounds per week'")
+    description: str = ""
+
+    @property
+    def column(self) -> str:
+        return self.name or f"{self.attribute}_{self.kind}"
+
+
 class CohortTable(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,6 +96,8 @@ class CohortTable(BaseModel):
     unit: Literal["people", "households"]
     where: str | None = None
     dimensions: tuple[Dimension, ...] = Field(min_length=1)
+    # Optional: a sum or median published beside the count, with magnitude-cell checks.
+    measure: Measure | None = None
 
     @property
     def dimension_names(self) -> list[str]:
@@ -90,6 +111,8 @@ class CohortTable(BaseModel):
         pairs = [d for d in self.dimensions if d.expand == "pair"]
         if pairs and (len(pairs) != 2 or pairs[0].source != pairs[1].source):
             raise ValueError("expand: pair needs exactly two dimensions over the same list")
+        if self.measure is not None and self.measure.column in {*names, self.unit, "withheld"}:
+            raise ValueError("the measure's column name must differ from the other columns")
         return self
 
 

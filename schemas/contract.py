@@ -57,7 +57,7 @@ Operator = Literal[">=", ">", "<=", "<"]
 # How several records of one resident in one department combine into one person attribute:
 # any/all for yes-no facts, latest (the resident's last record in the extract), max/min for
 # numbers and dates, count for how many records.
-Combine = Literal["any", "all", "latest", "max", "min", "count"]
+Combine = Literal["any", "all", "latest", "max", "min", "count", "sum"]
 
 # The Polars type of each logical type, wherever a contract's column becomes a frame's column.
 POLARS_TYPES: dict[str, type[pl.DataType]] = {
@@ -355,6 +355,8 @@ def _semantic_problems(contract: DepartmentContract, name: str) -> list[str]:
             if col.cohort_combine in ("max", "min") and col.logical_type in ("string", "boolean"):
                 problems.append(f"{where}: cohortAttribute: {col.cohort_combine} needs a number "
                                 "or date")
+            if col.cohort_combine == "sum" and col.logical_type not in ("number", "integer"):
+                problems.append(f"{where}: cohortAttribute: sum needs a number")
         if col.treatment == "tokenise" and col.identifier_type is None:
             problems.append(f"{where}: identifierType: required when treatment is tokenise")
     names = {c.name: c for c in contract.columns}

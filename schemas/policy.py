@@ -116,6 +116,37 @@ class PerturbationTable(BaseModel):
         return self
 
 
+# Magnitude-cell rules for sums and medians, with ACRO's defaults (acro/default.yaml:
+# safe_pratio_p 0.10, safe_nk_n 2, safe_nk_k 0.90, zeros_are_disclosive true), the same rules
+# tau-Argus applies as "p%-rule" and "(n,k)-dominance" (tau-Argus user manual, "sensitivity rules").
+ACRO_DEFAULTS = "https://github.com/AI-SDC/ACRO/blob/main/acro/default.yaml"
+
+
+class MagnitudeRules(BaseModel):
+    """When a sum or median over a cell may be published.
+
+    - p% rule: sensitive when sum - x1 - x2 < p/100 * x1 (x1, x2 the two largest
+      contributions): the second-largest contributor could estimate the largest to within p%.
+    - (n,k) dominance: sensitive when the n largest contributions exceed k% of the sum.
+    - A zero sum is sensitive (everyone in the cell has nothing), as ACRO's zeros_are_disclosive.
+    - A median is published only where the count is publishable, neither rule flags the cell,
+      and the cell holds at least `median_min_distinct` distinct values (ACRO withholds
+      "all values are the same"); it is rounded to `median_round_to`.
+    - The differencing audit demands, for every withheld sum, an interval at least p% of its
+      value wide (tau-Argus's protection level for the p% rule).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    p_percent: float = Field(default=10.0, gt=0, le=100)
+    dominance_n: int = Field(default=2, ge=1)
+    dominance_k_percent: float = Field(default=90.0, gt=0, le=100)
+    sum_round_to: int = Field(default=1, ge=1)
+    median_round_to: int = Field(default=1, ge=1)
+    median_min_distinct: int = Field(default=3, ge=1)
+    source: str = ACRO_DEFAULTS
+
+
 class DisclosurePolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -153,6 +184,8 @@ class DisclosurePolicy(BaseModel):
     # The perturbation table itself, read from `ptable` by load_policy (kept in the policy so
     # the gates re-run at approval with exactly the table the release was built with).
     perturbation: PerturbationTable | None = None
+    # Sums and medians (cohorts.yaml `measure`): p% and (n,k) dominance, ACRO's defaults.
+    magnitude: MagnitudeRules = MagnitudeRules()
 
     @property
     def rule(self) -> SmallNumberRule:

@@ -133,6 +133,9 @@ class ReleaseReport(BaseModel):
     # Per group of interest (department, ethnic group, age band, indicator): for each value,
     # the largest share hidden in any table where it is a dimension, and that table.
     worst_hidden: dict[str, Any] = {}
+    # Sums and medians: the rules in plain words, per table the cells withheld by each rule
+    # (counts of cells only), and the independent checks' figures.
+    magnitude: dict[str, Any] = {}
     accounting: dict[str, Any]
     checks: dict[str, Any]
     limitations: list[str]

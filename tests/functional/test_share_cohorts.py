@@ -61,7 +61,12 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
                 "WHERE table_schema = 'latest' AND table_name LIKE 'cohort_%'"
             ).fetchall()
         ]
-        assert len(tables) == len(load_cohorts(CONTRACTS / "cohorts.yaml").tables)
+        definitions = load_cohorts(CONTRACTS / "cohorts.yaml").tables
+        assert len(tables) == len(definitions)
+        # Sum and median tables count filtered subsets (tenants on means-tested benefits) that
+        # this small council is too small to publish; the demo and tests/unit/test_magnitude.py
+        # exercise them. Half of the count tables must publish something.
+        measured = {t.name for t in definitions if t.measure is not None}
         published_tables = 0
         for table in tables:
             unit = "households" if "households" in table else "people"
@@ -76,8 +81,8 @@ def test_catalogue_rows_each_stand_for_at_least_k_people(published):
             )
             assert smallest is None or smallest >= floor, table  # None: all withheld
             assert withheld_shown == 0, table
-            published_tables += smallest is not None
-        assert published_tables >= len(tables) // 2
+            published_tables += smallest is not None and table not in measured
+        assert published_tables >= (len(tables) - len(measured)) // 2
         approvals = con.sql("SELECT release_id, status, approved_by FROM releases").fetchall()
         assert approvals == [(release, "published", "automatic demo approval")]
     finally:

@@ -84,9 +84,10 @@ def population(residents: int = 4000, seed: int = 7) -> pl.DataFrame:
         in_rent_arrears=pl.when(pl.col("indicators").list.contains("rent_arrears"))
         .then(pl.lit("yes"))
         .otherwise(pl.lit("no")),
-        means_tested_benefit=pl.when(pl.col("indicators").list.contains("means_tested_benefit"))
-        .then(pl.lit("yes"))
-        .otherwise(pl.lit("no")),
+        # Yes/no columns are booleans in the population, published as "yes"/"no".
+        means_tested_benefit=pl.col("indicators").list.contains("means_tested_benefit"),
+        rent_arrears=pl.col("indicators").list.contains("rent_arrears"),
+        weekly_amount=pl.lit(80.0),
         **{f"known_to_{d}": pl.col("departments").list.contains(d) for d in DEPARTMENTS},
     )
     involved = (
@@ -120,6 +121,9 @@ def _table(people: pl.DataFrame, definition: dict, hierarchies, policy) -> pl.Da
             rows = hierarchies[dimension["source"]].table()
             mapping = {row[0]: row[dimension["level"]] for row in rows}
             frame = frame.with_columns(source.replace_strict(mapping).alias(name))
+        elif people.schema[dimension["source"]] == pl.Boolean:
+            yes_no = pl.when(source).then(pl.lit("yes")).otherwise(pl.lit("no"))
+            frame = frame.with_columns(yes_no.alias(name))
         else:
             frame = frame.with_columns(source.cast(pl.String).alias(name))
     if pair:

@@ -17,8 +17,9 @@ import pytest
 
 from schemas.cohorts import load_cohorts, load_indicators
 from schemas.contract import departments, load_contracts
+from schemas.policy import load_policy
 from tests.integration.test_linkage_quality import link_council
-from transforms.disclosure import load_hierarchies
+from transforms.disclosure import load_hierarchies, magnitude
 from transforms.disclosure.tabulate import TRUE, true_cells
 from transforms.identity import build_population, person_features
 
@@ -60,6 +61,8 @@ def _truth_population(records: pl.DataFrame, residents: pl.DataFrame) -> pl.Data
         council_tax_discount=(pl.col("single_person_discount") == "true").any(),
         care_status=pl.col("care_status").drop_nulls().last(),
         in_rent_arrears=pl.col("in_rent_arrears").drop_nulls().any(),
+        # A claimant's total weekly award over all their claims, as the extract wrote them.
+        weekly_amount=pl.col("weekly_amount").filter(pl.col("department") == "benefits").sum(),
         # Whether any record carries a date of birth (council tax often does not) or an
         # ethnic group: the true value is only knowable then.
         age_recorded=pl.col("age").is_not_null().any(),
@@ -133,8 +136,24 @@ def _truth_cells(people: pl.DataFrame, table: str) -> pl.DataFrame:
         stated = pl.col("ethnicity").str.slice(0, 1).replace_strict(groups, default="Not stated")
         social_care = pl.col("department").is_in(["adult_social_care", "childrens_services"])
         frame = each_dept.filter(social_care).select("department", stated.alias("ethnic_group"))
+    elif table in ("cohort_benefit_award_by_rent_arrears_ward", "cohort_benefit_award_by_ward"):
+        claimants = people.filter(
+            pl.col("means_tested_benefit") & pl.col("departments").list.contains("housing"))
+        arrears = [pl.col("in_rent_arrears").replace_strict(yes_no)]
+        if table == "cohort_benefit_award_by_ward":
+            arrears = []
+        frame = claimants.select(*arrears, ward, "weekly_amount")
+    elif table == "cohort_benefit_award_median_by_age_sex":
+        frame = people.filter(pl.col("departments").list.contains("benefits")).select(
+            _age_band(pl.col("age"), 20).alias("age_band"), "sex", "weekly_amount")
     else:
         raise AssertionError(f"no ground truth written for {table}")
+    if "weekly_amount" in frame.columns:
+        dims = [c for c in frame.columns if c not in (wards, "weekly_amount")]
+        dims += [wards] if wards in frame.columns else []
+        return frame.group_by(dims).agg(
+            pl.len().cast(pl.Int64).alias("truth"), pl.col("weekly_amount").sum().alias("amount")
+        )
     dims = [c for c in frame.columns if c != wards] + ([wards] if wards in frame.columns else [])
     return frame.group_by(dims).agg(pl.len().cast(pl.Int64).alias("truth"))
 
@@ -154,3 +173,28 @@ def test_unprotected_counts_match_the_ground_truth(council, table):
     assert units >= 30, "the council must exercise the table"
     # Deterministic linkage splits a handful of residents (recall 0.999 without noise).
     assert differ <= max(3, units // 500), f"{differ} of {units} units differ"
+
+
+@pytest.mark.parametrize(
+    "table",
+    [t for t in load_cohorts(CONTRACTS / "cohorts.yaml").tables
+     if t.measure is not None and t.measure.kind == "sum"],
+    ids=lambda t: t.name,
+)
+def test_sums_match_the_ground_truth(council, table):
+    """Each cell's sum (before protection, which only withholds) is the true total of its
+    residents' weekly awards, up to the few residents linkage splits; published sums are these
+    rounded to the pound (tests/unit/test_magnitude.py)."""
+    population, truth_people = council
+    hierarchies = load_hierarchies(CONTRACTS / "hierarchies")
+    policy = load_policy(CONTRACTS / "disclosure_policy.yaml")
+    dims = table.dimension_names
+    ours = magnitude.cell_statistics(
+        magnitude.contributions(population, table, hierarchies), dims, policy.magnitude
+    )
+    compared = ours.join(_truth_cells(truth_people, table.name), on=dims, how="full",
+                         coalesce=True).with_columns(pl.col(magnitude.SUM, "amount").fill_null(0))
+    total = float(compared["amount"].sum())
+    assert compared.height >= 3 and total > 1000, "the council must exercise the table"
+    off = (compared[magnitude.SUM] - compared["amount"]).abs()
+    assert float(off.sum()) <= total * 0.002, f"sums differ by {float(off.sum()):.2f}"

@@ -7,15 +7,19 @@ from transforms.disclosure.anonymise import anonymise
 from transforms.disclosure.cellkey import perturb_release
 from transforms.disclosure.definitions import check_definitions
 from transforms.disclosure.hierarchy import load_hierarchies
+from transforms.disclosure.magnitude import MeasuredRelease, magnitude_rules, measure_tables
 from transforms.disclosure.protect import ProtectedRelease, protect_release, worst_hidden_share
 from transforms.disclosure.tabulate import tabulate
 
 __all__ = [
+    "MeasuredRelease",
     "ProtectedRelease",
     "anonymise",
     "check_definitions",
     "load_hierarchies",
     "perturb_release",
+    "magnitude_rules",
+    "measure_tables",
     "protect_release",
     "tabulate",
     "worst_hidden_share",

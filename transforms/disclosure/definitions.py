@@ -48,6 +48,14 @@ def check_definitions(
                 problems.append(f"{at}: expand needs a list column, '{dimension.source}' is {kind}")
             if dimension.sensitive and dimension.expand is not None:
                 problems.append(f"{at}: an expanded dimension cannot be sensitive")
+        if table.measure is not None:
+            kind = columns.get(table.measure.attribute)
+            if kind != "number":
+                found = "not a population column" if kind is None else f"{kind}"
+                problems.append(
+                    f"{where}.measure ({table.measure.column}): a {table.measure.kind} needs a "
+                    f"numeric attribute, '{table.measure.attribute}' is {found}"
+                )
     if problems:
         raise ConfigError(
             f"{len(problems)} problem(s) in cohort definitions: " + "; ".join(problems)

@@ -154,6 +154,8 @@ def _combined(attribute: Attribute) -> pl.Expr:
         "latest": column.drop_nulls().last(),  # records are in extract order
         "max": column.max(),
         "min": column.min(),
+        # A resident's weekly award over all their claims (null when none has an amount).
+        "sum": pl.when(column.count() > 0).then(column.sum()),
     }[how]
     return combined.alias(attribute.name)
 

@@ -4,6 +4,6 @@ each is a separate concern the flows call directly.
 """
 
 PUBLIC_MODULES = (
-    "audit", "catalogue", "decisions", "differencing", "gates", "history", "notice", "outputs",
-    "report",
+    "audit", "catalogue", "decisions", "differencing", "gates", "history", "magnitude_audit",
+    "notice", "outputs", "report",
 )

@@ -102,7 +102,47 @@ def describe_release(
     for column, source in sorted(sources.items()):
         for row in _codes(source, dimensions[column], contracts_dir, context):
             dictionary.append({"column_name": column, **row})
+    described_measures = set()
+    for name in tables:
+        measure = _measure(definitions.get(name))
+        column = _measure_column(measure) if measure else None
+        if column and column not in described_measures:
+            described_measures.add(column)
+            dictionary.append({"column_name": column, **_row(
+                measure["kind"], measure.get("unit", ""),
+                " ".join(str(measure.get("description", "")).split()),
+            )})  # fmt: skip
     return {"tables": described, "dictionary": dictionary}
+
+
+def _measure(definition: dict[str, Any] | None) -> dict[str, Any] | None:
+    return (definition or {}).get("measure")
+
+
+def _measure_column(measure: dict[str, Any]) -> str:
+    return measure.get("name") or f"{measure['attribute']}_{measure['kind']}"
+
+
+def _measure_comment(measure: dict[str, Any], policy) -> str:
+    """A sum or median: what it is, its unit and when it is withheld."""
+    rules = policy.magnitude
+    what = "Sum" if measure["kind"] == "sum" else "Median"
+    base = rules.sum_round_to if measure["kind"] == "sum" else rules.median_round_to
+    text = " ".join(str(measure.get("description", "")).split())
+    return (
+        f"{what} of {measure['attribute']} over the cell, in {measure.get('unit', 'units')}, "
+        f"rounded to the nearest {base}. {text} NULL where the row is withheld, or where one "
+        f"or two residents dominate it: the {rules.p_percent:g}% rule (the second-largest "
+        f"could estimate the largest to within {rules.p_percent:g}%) or the largest "
+        f"{rules.dominance_n} making up more than {rules.dominance_k_percent:g}% of the sum"
+        + (
+            f", or fewer than {rules.median_min_distinct} different values in the cell"
+            if measure["kind"] == "median"
+            else ""
+        )
+        + "; also where it would let another withheld sum be worked out. A withheld sum is "
+        "not zero."
+    )
 
 
 class _Context:
@@ -218,6 +258,9 @@ def _column_comment(
             f"{policy.min_published_count} where published. NULL where the cell is withheld: "
             "never read a NULL as zero."
         )
+    measure = _measure(definition)
+    if measure is not None and column == _measure_column(measure):
+        return _measure_comment(measure, policy)
     dimension = definition["dimensions"].get(column) if definition is not None else None
     if dimension is None:
         return f"Dimension {column}."

@@ -23,7 +23,7 @@ from schemas.errors import DisclosureError
 from schemas.policy import DisclosurePolicy
 from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.files import write_text_atomically
-from transforms.release import differencing, history
+from transforms.release import differencing, history, magnitude_audit
 
 # Shapes of direct identifiers and pseudonyms; none may appear in a published cell or in
 # published metadata. Broad on purpose: a false alarm stops a release, a miss leaks a person.
@@ -356,4 +356,24 @@ def recheck(root: Path, release_id: str, staged_folder: Path) -> CheckCounts:
         )
     counts = check_release(staged, folder / "anonymised.parquet", cohorts, policy)
     differencing_audit(root, release_id, staged, cohorts, policy, folder / "hierarchies")
+    check_magnitudes(root, release_id, staged, cohorts, policy, folder / "hierarchies")
     return counts
+
+
+def check_magnitudes(
+    root: Path,
+    release_id: str,
+    staged: dict[str, Path],
+    cohorts: CohortDefinitions,
+    policy: DisclosurePolicy,
+    hierarchies: Path,
+) -> dict[str, Any]:
+    """Sums and medians again, on the staged files: none from a sensitive cell, recomputed from
+    the population the release was counted from, and no withheld sum recoverable."""
+    if not any(t.measure is not None for t in cohorts.tables):
+        return {}
+    population = pl.read_parquet(history.population_path(root, release_id))
+    tables = {name: pl.read_parquet(path) for name, path in staged.items()}
+    return magnitude_audit.audit_measures(
+        tables, population, cohorts, policy, load_hierarchies(hierarchies)
+    )

@@ -76,6 +76,13 @@ LABELS = {
     "transparency": "Transparency notice for residents",
     "not_ingested": "Files in landing/ not ingested",
     "freshness": "Freshness of each department's extract",
+    "withheld_with_the_count": "Withheld with their count (small-number protection)",
+    "withheld_p_percent": "Withheld by the p% rule",
+    "withheld_dominance": "Withheld by (n,k) dominance",
+    "withheld_zero_sum": "Withheld: a zero sum",
+    "withheld_few_distinct": "Medians withheld: too few different amounts",
+    "withheld_secondary": "Withheld so that a withheld sum cannot be worked out",
+    "sum_audits": "Audits of the sums run by their protection",
     "uid": "User id",
     "os_user": "Operating-system user",
 }
