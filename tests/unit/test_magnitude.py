@@ -218,3 +218,18 @@ def test_no_resident_amount_is_published():
          "rules": magnitude.magnitude_rules(RULES)}
     )  # fmt: skip
     assert not [a for a in amounts if f"{a:.2f}" in report or f"{a:g}" in report]
+
+
+@pytest.mark.parametrize(("people", "withheld"), [(9, True), (10, False), (11, False)])
+def test_a_sum_over_fewer_people_than_the_threshold_is_withheld_though_its_count_is_shown(
+    people, withheld
+):
+    """Cell-key perturbation publishes small counts (perturbed); a sum over fewer people than
+    the policy's smallest publishable count (10 here) is still withheld, with its row."""
+    definition = table("cohort_small", "ward")
+    population = residents((people, {"ward": "w1", "amount": 50.0}))
+    population = population.with_columns(pl.col("amount") + pl.int_range(pl.len()))
+    staged = pl.DataFrame({"ward": ["w1"], "people": [people + 1], "withheld": [False]})
+    cells = magnitude.measured_table(staged, population, definition, POLICY, {})
+    assert cells["withheld"].to_list() == [withheld]
+    assert cells["_small_count"].to_list() == [withheld]

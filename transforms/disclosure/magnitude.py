@@ -60,7 +60,10 @@ class MeasureCounts:
     withheld_dominance: int
     withheld_zero_sum: int
     withheld_few_distinct: int
-    withheld_secondary: int  # withheld so that a withheld sum cannot be worked out
+    withheld_secondary: int
+    # fewer people than the smallest publishable count, where the count itself is published
+    # (cell-key perturbation publishes small counts; a sum over them is still withheld)
+    withheld_small_count: int = 0  # withheld so that a withheld sum cannot be worked out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,8 +145,12 @@ def measured_table(
         pl.col(N).fill_null(0), pl.col(SUM).fill_null(0.0), pl.col(X1).fill_null(0.0),
         pl.col(X2).fill_null(0.0), pl.col(TOP_N).fill_null(0.0), pl.col(DISTINCT).fill_null(0),
     )  # fmt: skip
-    cells = assess(cells, table, policy.magnitude)
-    primary = pl.any_horizontal("_p_percent", "_dominance", "_zero_sum", "_few_distinct")
+    cells = assess(cells, table, policy.magnitude).with_columns(
+        _small_count=(pl.col(N) > 0) & (pl.col(N) < policy.min_published_count)
+    )
+    primary = pl.any_horizontal(
+        "_p_percent", "_dominance", "_zero_sum", "_few_distinct", "_small_count"
+    )
     return cells.with_columns(
         pl.col(WITHHELD).alias("_count_withheld"),
         _primary=primary & ~pl.col(WITHHELD),
@@ -187,6 +194,7 @@ def measure_counts(cells: pl.DataFrame, table: CohortTable) -> MeasureCounts:
         withheld_zero_sum=flagged("_zero_sum"),
         withheld_few_distinct=flagged("_few_distinct"),
         withheld_secondary=flagged("_secondary"),
+        withheld_small_count=flagged("_small_count"),
     )
 
 

@@ -81,6 +81,7 @@ LABELS = {
     "withheld_dominance": "Withheld by (n,k) dominance",
     "withheld_zero_sum": "Withheld: a zero sum",
     "withheld_few_distinct": "Medians withheld: too few different amounts",
+    "withheld_small_count": "Withheld: fewer people than the smallest publishable count",
     "withheld_secondary": "Withheld so that a withheld sum cannot be worked out",
     "sum_audits": "Audits of the sums run by their protection",
     "uid": "User id",
