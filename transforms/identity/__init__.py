@@ -8,7 +8,7 @@ public as a module: the key custody commands use much of it.
 """
 
 from transforms.identity.geography import GEOGRAPHY_FILE, load_geography
-from transforms.identity.link import link
+from transforms.identity.link import link, link_files
 from transforms.identity.linkage_rules import load_linkage_rules
 from transforms.identity.opt_out import (
     apply_opt_outs,
@@ -28,6 +28,7 @@ __all__ = [
     "person_features",
     "latest_tokens",
     "link",
+    "link_files",
     "load_geography",
     "load_linkage_rules",
     "pseudonymise",
