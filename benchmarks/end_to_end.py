@@ -10,7 +10,8 @@ logs them, each stage's peak memory (`stage_peak_rss_mb`, from /proc: the peak i
 stage ends) and the flow's peak (`peak_rss_mb`, the largest of them). The floor, measured in
 the same run: DuckDB reading every extract and writing it as Parquet (the XLSX extract through
 Polars' calamine reader: DuckDB's Excel extension would be downloaded). `ratio` is the
-pipeline's seconds over the floor's. The Prefect temporary server is started before the clock starts.
+pipeline's seconds over the floor's. The Prefect temporary server is started before the clock
+starts.
 """
 
 from __future__ import annotations
