@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import re
 import resource
 import shutil
@@ -150,6 +151,18 @@ def _write_xlsx(root: Path, pending: list) -> None:
     WRITERS["childrens_services"](pl.concat([f for _, f in pending]), target, date.today())
 
 
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links where the file system allows (instant, no space), copies elsewhere."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
+
+
 def duckdb_floor(root: Path) -> tuple[float, int]:
     """Seconds for DuckDB to read every extract and write it as Parquet; rows read."""
     import duckdb
@@ -222,17 +235,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--chunk-residents", type=int, default=CHUNK_RESIDENTS)
+    parser.add_argument(
+        "--council", type=Path, default=None,
+        help="reuse the landing/ of a council generated before (e.g. by an earlier run with "
+        "--keep-council) instead of generating one; --rows then only labels the result",
+    )
+    parser.add_argument(
+        "--keep-council", type=Path, default=None,
+        help="also keep the generated landing/ in this folder, for later runs with --council",
+    )
     args = parser.parse_args(argv)
     residents = math.ceil(args.rows / ROWS_PER_RESIDENT)
 
     with tempfile.TemporaryDirectory(prefix="cohortshare-e2e-") as tmp:
         root = Path(tmp)
-        generation_seconds, generation_peak = generate_apart(
-            root, residents, args.seed, args.chunk_residents
-        )
+        if args.council is not None:
+            _link_tree(args.council / "landing", root / "landing")
+            generation_seconds, generation_peak = None, None
+        else:
+            generation_seconds, generation_peak = generate_apart(
+                root, residents, args.seed, args.chunk_residents
+            )
+            if args.keep_council is not None:
+                _link_tree(root / "landing", args.keep_council / "landing")
         floor_seconds, floor_rows = duckdb_floor(root)
-
-        import os
 
         from flows.cli import _quiet_third_parties
 
@@ -268,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             default=peak_rss_mb(),
         ),
         "process_peak_rss_mb": peak_rss_mb(),
-        "generation_seconds": round(generation_seconds, 1),
+        "generation_seconds": (
+            round(generation_seconds, 1) if generation_seconds is not None else None
+        ),
         "generation_peak_rss_mb": generation_peak,
         "baseline": "DuckDB reads every extract and writes it as Parquet (XLSX via Polars)",
         "baseline_seconds": round(floor_seconds, 1),

@@ -273,13 +273,7 @@ def build_population(
           for d in features.departments),
         *(pl.col(n).fill_null(False) for n in names),
     )
-    people = people.with_columns(
-        indicators=pl.concat_list(
-            [pl.when(pl.col(n)).then(pl.lit(n)) for n in names] or [pl.lit(None, pl.String)]
-        ).list.drop_nulls(),
-        indicator_count=pl.sum_horizontal([pl.col(n).cast(pl.Int64) for n in names] or [pl.lit(0)])
-        .cast(pl.Int64),
-    ).sort("person_key")
+    people = _with_indicator_list(people, names).sort("person_key")
     complete = pl.col("lsoa").is_not_null()
     population = people.filter(complete)
     incomplete = people.filter(~complete).select("person_key")
@@ -290,3 +284,36 @@ def build_population(
         people_incomplete=incomplete.height,
     )
     return population, incomplete, counts
+
+
+# Up to this many indicators, each resident's list of indicators held is looked up by the bit
+# pattern of their yes/no columns (2^n rows), instead of built per resident (much slower).
+_LOOKUP_INDICATORS = 10
+
+
+def _with_indicator_list(people: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Add `indicators` (the names held, in declared order) and `indicator_count`."""
+    count = pl.sum_horizontal([pl.col(n).cast(pl.Int64) for n in names] or [pl.lit(0)])
+    if not names or len(names) > _LOOKUP_INDICATORS:
+        return people.with_columns(
+            indicators=pl.concat_list(
+                [pl.when(pl.col(n)).then(pl.lit(n)) for n in names] or [pl.lit(None, pl.String)]
+            ).list.drop_nulls(),
+            indicator_count=count.cast(pl.Int64),
+        )
+    patterns = range(2 ** len(names))
+    lookup = pl.DataFrame(
+        {
+            "_held": list(patterns),
+            "indicators": [[n for i, n in enumerate(names) if m >> i & 1] for m in patterns],
+        },
+        schema={"_held": pl.Int64, "indicators": pl.List(pl.String)},
+    )
+    held = pl.sum_horizontal([pl.col(n).cast(pl.Int64) * (1 << i) for i, n in enumerate(names)])
+    return (
+        people.with_columns(held.alias("_held"))
+        .join(lookup, on="_held", how="left", maintain_order="left")
+        .drop("_held")
+        .with_columns(indicator_count=count.cast(pl.Int64))
+    )
+
