@@ -69,11 +69,11 @@ from transforms.identity import (
     load_geography,
     load_linkage_rules,
     person_features,
-    pseudonymise,
+    pseudonymise_slices,
     read_register,
     registers_apart,
     release_extract_date,
-    write_tokens,
+    write_token_slices,
 )
 from transforms.intake import (
     CONTAINED,
@@ -216,10 +216,10 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     # A broken declaration is the run's problem, not this delivery's: outside the containment.
     geography = load_geography(settings.contracts / GEOGRAPHY_FILE)
     try:
-        tokens, counts = pseudonymise(
+        slices, counts = pseudonymise_slices(
             received.frame, contract, key, geography, outcome.extract_date, rules=rules
         )
-        write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
+        write_token_slices(settings.root, outcome, slices, key.key_id, counts)
     except CONTAINED as error:  # noqa: BLE001 - a panic in one delivery must not end the run
         rejection = failed_outcome(outcome, "pseudonymisation", error)
         registry.record(rejection.outcome)

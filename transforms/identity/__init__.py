@@ -17,8 +17,14 @@ from transforms.identity.opt_out import (
     release_extract_date,
 )
 from transforms.identity.population import PersonFeatures, build_population, person_features
-from transforms.identity.pseudonymise import pseudonymise
-from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
+from transforms.identity.pseudonymise import pseudonymise, pseudonymise_slices
+from transforms.identity.secure import (
+    latest_tokens,
+    read_metadata,
+    tokens_dir,
+    write_token_slices,
+    write_tokens,
+)
 
 __all__ = [
     "PersonFeatures",
@@ -32,11 +38,13 @@ __all__ = [
     "load_geography",
     "load_linkage_rules",
     "pseudonymise",
+    "pseudonymise_slices",
     "read_metadata",
     "read_register",
     "registers_apart",
     "release_extract_date",
     "tokens_dir",
+    "write_token_slices",
     "write_tokens",
 ]
 PUBLIC_MODULES = ("keys",)
