@@ -39,10 +39,10 @@ CHUNK_RESIDENTS = 1_000_000
 STAGE_LINE = re.compile(r"^(receive|link|anonymise|stage): .* in ([0-9.]+) s$")
 
 
-def _generate(root: str, residents: int, seed: int) -> None:
+def _generate(root: str, residents: int, seed: int, extract_date: date) -> None:
     from transforms.synthetic import generate_council
 
-    generate_council(Path(root), residents, seed, extract_date=date.today(), invalid=0.002)
+    generate_council(Path(root), residents, seed, extract_date=extract_date, invalid=0.002)
 
 
 def generate_apart(
@@ -54,10 +54,15 @@ def generate_apart(
     context = multiprocessing.get_context("spawn")
     chunks = math.ceil(residents / chunk_residents)
     pending_xlsx: list = []
+    # One extract date for every chunk: a generation running past midnight must not split a
+    # department's extract into two deliveries.
+    extract_date = date.today()
     for index in range(chunks):
         size = min(chunk_residents, residents - index * chunk_residents)
         chunk_root = root / f".chunk-{index}"
-        child = context.Process(target=_generate, args=(str(chunk_root), size, seed + index))
+        child = context.Process(
+            target=_generate, args=(str(chunk_root), size, seed + index, extract_date)
+        )
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -66,7 +71,7 @@ def generate_apart(
         shutil.rmtree(chunk_root)
     if pending_xlsx:
         _write_xlsx(root, pending_xlsx)
-    _merge_parquet_parts(root)
+    _merge_parquet_parts(root, extract_date)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return time.perf_counter() - started, round(peak, 1)
 
@@ -127,13 +132,13 @@ def _append_chunk(chunk_root: Path, root: Path, index: int, pending_xlsx: list) 
             pending_xlsx.append((target, _offset_ids(frame, column, index)))
 
 
-def _merge_parquet_parts(root: Path) -> None:
+def _merge_parquet_parts(root: Path, extract_date: date) -> None:
     import pyarrow.parquet as pq
 
     for parts in sorted(root.glob(".parts-*")):
         department = parts.name.removeprefix(".parts-")
         files = sorted(parts.glob("*.parquet"))
-        target = root / "landing" / department / f"{department}_{date.today():%Y%m%d}.parquet"
+        target = root / "landing" / department / f"{department}_{extract_date:%Y%m%d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(target, pq.read_schema(files[0])) as writer:
             for part in files:
