@@ -6,10 +6,12 @@ appended to one extract per department (record references offset per chunk so th
 unique), so generation stays within memory at any size; its time and the largest child's peak
 memory are reported apart. Then `share_cohorts` from
 landing to a staged release (demo key, forced build), with each stage's seconds as the flow
-logs them and this process's peak memory. The floor, measured in the same run: DuckDB reading
-every extract and writing it as Parquet (the XLSX extract through Polars' calamine reader:
-DuckDB's Excel extension would be downloaded). `ratio` is the pipeline's seconds over the
-floor's. The Prefect temporary server is started before the clock starts.
+logs them, each stage's peak memory (`stage_peak_rss_mb`, from /proc: the peak is reset as each
+stage ends) and the flow's peak (`peak_rss_mb`, the largest of them). The floor, measured in
+the same run: DuckDB reading every extract and writing it as Parquet (the XLSX extract through
+Polars' calamine reader: DuckDB's Excel extension would be downloaded). `ratio` is the
+pipeline's seconds over the floor's. The Prefect temporary server is started before the clock
+starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import re
 import resource
 import shutil
@@ -36,10 +39,10 @@ CHUNK_RESIDENTS = 1_000_000
 STAGE_LINE = re.compile(r"^(receive|link|anonymise|stage): .* in ([0-9.]+) s$")
 
 
-def _generate(root: str, residents: int, seed: int) -> None:
+def _generate(root: str, residents: int, seed: int, extract_date: date) -> None:
     from transforms.synthetic import generate_council
 
-    generate_council(Path(root), residents, seed, extract_date=date.today(), invalid=0.002)
+    generate_council(Path(root), residents, seed, extract_date=extract_date, invalid=0.002)
 
 
 def generate_apart(
@@ -51,10 +54,15 @@ def generate_apart(
     context = multiprocessing.get_context("spawn")
     chunks = math.ceil(residents / chunk_residents)
     pending_xlsx: list = []
+    # One extract date for every chunk: a generation running past midnight must not split a
+    # department's extract into two deliveries.
+    extract_date = date.today()
     for index in range(chunks):
         size = min(chunk_residents, residents - index * chunk_residents)
         chunk_root = root / f".chunk-{index}"
-        child = context.Process(target=_generate, args=(str(chunk_root), size, seed + index))
+        child = context.Process(
+            target=_generate, args=(str(chunk_root), size, seed + index, extract_date)
+        )
         child.start()
         child.join()
         if child.exitcode != 0:
@@ -63,7 +71,7 @@ def generate_apart(
         shutil.rmtree(chunk_root)
     if pending_xlsx:
         _write_xlsx(root, pending_xlsx)
-    _merge_parquet_parts(root)
+    _merge_parquet_parts(root, extract_date)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return time.perf_counter() - started, round(peak, 1)
 
@@ -87,11 +95,14 @@ def _append_chunk(chunk_root: Path, root: Path, index: int, pending_xlsx: list) 
     import polars as pl
 
     from transforms.synthetic.extracts import LAYOUTS
+    from transforms.synthetic.opt_out import LAYOUT as OPT_OUT_LAYOUT
     from transforms.synthetic.writers import CHILDRENS_SHEET, COUNCIL_TAX_ENCODING
 
+    # The opt-out register is not a department but is chunked the same way.
+    layouts = {**LAYOUTS, "opt_out": OPT_OUT_LAYOUT}
     for path in sorted((chunk_root / "landing").glob("*/*.*")):
         department = path.parent.name
-        column = LAYOUTS[department]["record_id"]
+        column = layouts[department]["record_id"]
         target = root / "landing" / department / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         first = not target.exists()
@@ -121,13 +132,13 @@ def _append_chunk(chunk_root: Path, root: Path, index: int, pending_xlsx: list) 
             pending_xlsx.append((target, _offset_ids(frame, column, index)))
 
 
-def _merge_parquet_parts(root: Path) -> None:
+def _merge_parquet_parts(root: Path, extract_date: date) -> None:
     import pyarrow.parquet as pq
 
     for parts in sorted(root.glob(".parts-*")):
         department = parts.name.removeprefix(".parts-")
         files = sorted(parts.glob("*.parquet"))
-        target = root / "landing" / department / f"{department}_{date.today():%Y%m%d}.parquet"
+        target = root / "landing" / department / f"{department}_{extract_date:%Y%m%d}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(target, pq.read_schema(files[0])) as writer:
             for part in files:
@@ -143,6 +154,18 @@ def _write_xlsx(root: Path, pending: list) -> None:
 
     target = pending[0][0]
     WRITERS["childrens_services"](pl.concat([f for _, f in pending]), target, date.today())
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links where the file system allows (instant, no space), copies elsewhere."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
 
 
 def duckdb_floor(root: Path) -> tuple[float, int]:
@@ -174,15 +197,42 @@ def duckdb_floor(root: Path) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+def _peak_since_reset_mb() -> float | None:
+    """This process's peak resident memory since the last `_reset_peak` (Linux), in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> None:
+    """Start a new peak (writing 5 to clear_refs resets VmHWM), so each stage has its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        pass
+
+
 class _StageTimes(logging.Handler):
+    """Each stage's seconds from its log line, and the peak memory since the previous one
+    (stages run one after another; departments are received concurrently within `receive`)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.seconds: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float | None] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         found = STAGE_LINE.match(record.getMessage())
         if found:
             self.seconds[found.group(1)] = float(found.group(2))
+            self.peak_rss_mb[found.group(1)] = _peak_since_reset_mb()
+            _reset_peak()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,17 +240,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--chunk-residents", type=int, default=CHUNK_RESIDENTS)
+    parser.add_argument(
+        "--council", type=Path, default=None,
+        help="reuse the landing/ of a council generated before (e.g. by an earlier run with "
+        "--keep-council) instead of generating one; --rows then only labels the result",
+    )
+    parser.add_argument(
+        "--keep-council", type=Path, default=None,
+        help="also keep the generated landing/ in this folder, for later runs with --council",
+    )
     args = parser.parse_args(argv)
     residents = math.ceil(args.rows / ROWS_PER_RESIDENT)
 
     with tempfile.TemporaryDirectory(prefix="cohortshare-e2e-") as tmp:
         root = Path(tmp)
-        generation_seconds, generation_peak = generate_apart(
-            root, residents, args.seed, args.chunk_residents
-        )
+        if args.council is not None:
+            _link_tree(args.council / "landing", root / "landing")
+            generation_seconds, generation_peak = None, None
+        else:
+            generation_seconds, generation_peak = generate_apart(
+                root, residents, args.seed, args.chunk_residents
+            )
+            if args.keep_council is not None:
+                _link_tree(root / "landing", args.keep_council / "landing")
         floor_seconds, floor_rows = duckdb_floor(root)
-
-        import os
 
         from flows.cli import _quiet_third_parties
 
@@ -217,18 +280,28 @@ def main(argv: list[str] | None = None) -> int:
         times = _StageTimes()
         for name in ("prefect.flow_runs", "prefect.task_runs"):
             logging.getLogger(name).addHandler(times)
+        _reset_peak()
         started = time.perf_counter()
         share_cohorts(root=str(root), contracts=str(REPO / "data_contracts"), demo=True,
                       force=True)
         seconds = time.perf_counter() - started
+        after_stages = _peak_since_reset_mb()
 
     result = {
         "name": "end_to_end",
         "rows": {"target": args.rows, "residents": residents, "extract_rows": floor_rows},
         "seconds": round(seconds, 1),
         "stage_seconds": times.seconds,
-        "peak_rss_mb": peak_rss_mb(),
-        "generation_seconds": round(generation_seconds, 1),
+        "stage_peak_rss_mb": times.peak_rss_mb,
+        # The flow's peak: the largest of its stages' (and of what follows the last stage).
+        "peak_rss_mb": max(
+            [v for v in [*times.peak_rss_mb.values(), after_stages] if v is not None],
+            default=peak_rss_mb(),
+        ),
+        "process_peak_rss_mb": peak_rss_mb(),
+        "generation_seconds": (
+            round(generation_seconds, 1) if generation_seconds is not None else None
+        ),
         "generation_peak_rss_mb": generation_peak,
         "baseline": "DuckDB reads every extract and writes it as Parquet (XLSX via Polars)",
         "baseline_seconds": round(floor_seconds, 1),

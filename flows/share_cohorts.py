@@ -68,15 +68,15 @@ from transforms.identity import (
     apply_opt_outs,
     build_population,
     latest_tokens,
-    link,
+    link_files,
     load_geography,
     load_linkage_rules,
     person_features,
-    pseudonymise,
+    pseudonymise_slices,
     read_register,
     registers_apart,
     release_extract_date,
-    write_tokens,
+    write_token_slices,
 )
 from transforms.intake import (
     CONTAINED,
@@ -232,10 +232,10 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     # A broken declaration is the run's problem, not this delivery's: outside the containment.
     geography = load_geography(settings.contracts / GEOGRAPHY_FILE)
     try:
-        tokens, counts = pseudonymise(
+        slices, counts = pseudonymise_slices(
             received.frame, contract, key, geography, outcome.extract_date, rules=rules
         )
-        write_tokens(settings.root, outcome, tokens, key.key_id, counts.to_dict())
+        write_token_slices(settings.root, outcome, slices, key.key_id, counts)
     except CONTAINED as error:  # noqa: BLE001 - a panic in one delivery must not end the run
         rejection = failed_outcome(outcome, "pseudonymisation", error)
         registry.record(rejection.outcome)
@@ -276,19 +276,30 @@ def link_population(settings: Settings, key_id: str, features: PersonFeatures) -
             f"secure tokens of {', '.join(stale)} were made with another key than {key_id}; "
             "run `cohortshare key rotate` or re-deliver those extracts"
         )
-    records = pl.concat([pl.read_parquet(p) for p in inputs], how="diagonal_relaxed")
+    started = time.perf_counter()
     rules = load_linkage_rules(settings.contracts / "linkage.yaml")
-    linked, link_counts = link(records, rules)
+    # Tokens are read one column at a time (docs/operations.md, Scale).
+    linked, tokens, link_counts = link_files(list(inputs), rules)
     register, register_id = read_register(registers)
     purpose = load_transparency(settings.contracts / TRANSPARENCY_FILE).purpose.code
     linked, opt_outs = apply_opt_outs(
-        linked, register, rules, purpose, release_extract_date(inputs)
+        linked, register, rules, purpose, release_extract_date(inputs), tokens=tokens
     )
+    del tokens
     opt_outs.register_delivery_id = register_id
     population, _incomplete, population_counts = build_population(linked, features)
+    del linked
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)
     write_parquet(population, secure / "population.parquet")
+    get_run_logger().info(
+        "link: %d department(s), %d records -> %d people in %d households in %.1f s",
+        len(inputs),
+        link_counts.records,
+        population_counts.people,
+        population_counts.households,
+        time.perf_counter() - started,
+    )
     return {
         "deliveries": [meta["delivery_id"] for meta in inputs.values()],
         "pseudonymisation": {
@@ -339,6 +350,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     """Tabulate the cohorts from the whole linked population, protect every table together
     against this release and the last published one (the independent audit decides where more
     must be withheld, and must pass at the end), stage them, and run the release checks."""
+    started = time.perf_counter()
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
     hierarchies = load_hierarchies(settings.contracts / "hierarchies")
@@ -379,6 +391,13 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
         settings.root, release_id, anonymised, cohorts, policy, settings.contracts
     )
     sealed = outputs.seal(catalogue.staging_dir(settings.root, release_id))
+    get_run_logger().info(
+        "stage: release %s, %d table(s), %d row(s) published in %.1f s",
+        release_id,
+        len(protected.tables),
+        sum(table.height for table in protected.tables.values()),
+        time.perf_counter() - started,
+    )
     return {
         "people_counted": population.height,  # the balance's third term, from the file itself
         "tables": [c.to_dict() for c in measured.counts],

@@ -91,4 +91,6 @@ def write_parquet(
 
 def read_metadata(path: Path) -> dict[str, Any]:
     raw = pq.read_schema(path).metadata or {}
+    if METADATA_KEY not in raw:  # written after the rows, by a writer of slices
+        raw = pq.read_metadata(path).metadata or {}
     return json.loads(raw.get(METADATA_KEY, b"{}"))

@@ -8,7 +8,7 @@ public as a module: the key custody commands use much of it.
 """
 
 from transforms.identity.geography import GEOGRAPHY_FILE, load_geography
-from transforms.identity.link import link
+from transforms.identity.link import link, link_files
 from transforms.identity.linkage_rules import load_linkage_rules
 from transforms.identity.opt_out import (
     apply_opt_outs,
@@ -17,8 +17,14 @@ from transforms.identity.opt_out import (
     release_extract_date,
 )
 from transforms.identity.population import PersonFeatures, build_population, person_features
-from transforms.identity.pseudonymise import pseudonymise
-from transforms.identity.secure import latest_tokens, read_metadata, tokens_dir, write_tokens
+from transforms.identity.pseudonymise import pseudonymise, pseudonymise_slices
+from transforms.identity.secure import (
+    latest_tokens,
+    read_metadata,
+    tokens_dir,
+    write_token_slices,
+    write_tokens,
+)
 
 __all__ = [
     "PersonFeatures",
@@ -28,14 +34,17 @@ __all__ = [
     "person_features",
     "latest_tokens",
     "link",
+    "link_files",
     "load_geography",
     "load_linkage_rules",
     "pseudonymise",
+    "pseudonymise_slices",
     "read_metadata",
     "read_register",
     "registers_apart",
     "release_extract_date",
     "tokens_dir",
+    "write_token_slices",
     "write_tokens",
 ]
 PUBLIC_MODULES = ("keys",)

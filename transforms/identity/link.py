@@ -47,7 +47,10 @@ __all__ = [
     "LinkCounts",
     "LinkageRule",
     "LinkageRules",
+    "TokenColumns",
     "link",
+    "link_columns",
+    "link_files",
     "load_linkage_rules",
 ]
 
@@ -202,20 +205,91 @@ def _short_hash(prefix: str, values: pl.Series) -> pl.Series:
     return values.replace_strict(uniques, pl.Series(hashed, dtype=pl.String), default=None)
 
 
+class TokenColumns:
+    """Every record's token columns, one column at a time, in record order.
+
+    Linkage needs only integer codes of each rule's tokens and, at the end, one token column at
+    a time for the person and household keys: reading them one by one from the departments'
+    files (`from_files`) keeps the largest thing in memory one column, not every token of every
+    record (docs/operations.md, Scale).
+    """
+
+    def __init__(self, height: int, names: set[str], get) -> None:
+        self.height = height
+        self.names = names
+        self._get = get
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> TokenColumns:
+        return cls(frame.height, set(frame.columns), frame.get_column)
+
+    @classmethod
+    def from_files(cls, paths: list) -> TokenColumns:
+        """The token files' rows in order (as `pl.concat(..., how="diagonal_relaxed")` of
+        them); a file without a column contributes nulls."""
+        schemas = [pl.read_parquet_schema(p) for p in paths]
+        heights = [pl.scan_parquet(p).select(pl.len()).collect().item() for p in paths]
+        names = {c for schema in schemas for c in schema if c.startswith(TOKEN_PREFIX)}
+
+        def get(name: str) -> pl.Series:
+            parts = [
+                pl.read_parquet(p, columns=[name]).get_column(name).cast(pl.String)
+                if name in schema else pl.Series(name, [None] * h, dtype=pl.String)
+                for p, schema, h in zip(paths, schemas, heights, strict=True)
+            ]
+            return pl.concat(parts, rechunk=True) if parts else pl.Series(name, [], pl.String)
+
+        return cls(sum(heights), names, get)
+
+    def get(self, name: str) -> pl.Series:
+        return self._get(name)
+
+
 def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkCounts]:
     """Add `person_key` and `household_key` to the token frames of all departments."""
     missing = [c for c in ("department", "row_number") if c not in tokens.columns]
     if missing:
         raise LinkageError(f"token frame lacks column(s) {', '.join(missing)}")
-    n = tokens.height
+    keys, counts = link_columns(TokenColumns.from_frame(tokens), tokens, rules)
+    return tokens.with_columns(keys.get_columns()), counts
+
+
+def link_files(paths: list, rules: LinkageRules) -> tuple[pl.DataFrame, TokenColumns, LinkCounts]:
+    """Link the departments' token files without holding their tokens in memory at once.
+
+    Returns every record's columns except tokens (in the files' order, as
+    `pl.concat(..., how="diagonal_relaxed")`) with `person_key` and `household_key`; the token
+    columns, to read one at a time (opt-outs match on them); and the counts. The same keys and
+    counts as `link` on the concatenated files.
+    """
+    source = TokenColumns.from_files(paths)
+    records = pl.concat(
+        [pl.scan_parquet(p).select(pl.exclude(f"^{TOKEN_PREFIX}.*$")).collect() for p in paths],
+        how="diagonal_relaxed",
+    )
+    if "department" not in records.columns or "row_number" not in records.columns:
+        raise LinkageError("token files lack the department or row_number column")
+    keys, counts = link_columns(source, records, rules)
+    return records.with_columns(keys.get_columns()), source, counts
+
+
+def link_columns(
+    source: TokenColumns, records: pl.DataFrame, rules: LinkageRules
+) -> tuple[pl.DataFrame, LinkCounts]:
+    """`person_key` and `household_key` per record (a two-column frame in record order).
+
+    `records` holds each record's `department` and `row_number` (other columns are ignored);
+    `source` its token columns, read one at a time.
+    """
+    n = records.height
     counts = LinkCounts(records=n, conflict_resolution=rules.conflicts.resolution)
     rule_codes: dict[str, np.ndarray] = {}
     vetoes = [veto_rule(i) for i in rules.veto_identifiers()]
     for rule in [*rules.rules, *vetoes]:
         column = rule.token_column
-        series = tokens.get_column(column) if column in tokens.columns else None
         rule_codes[rule.name] = (
-            codes_of(series) if series is not None else np.full(n, -1, dtype=np.int64)
+            codes_of(source.get(column)) if column in source.names
+            else np.full(n, -1, dtype=np.int64)
         )
 
     labels = np.arange(n, dtype=np.int64)
@@ -236,56 +310,91 @@ def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkC
         first_linked = (size_before == 1) & (size_after > 1)
         counts.records_linked_by_rule[rule.name] = int(first_linked.sum())
         labels = proposal
+    unique_codes = [rule_codes[u] for u in unique_names]
+    del rule_codes  # the largest arrays of linkage: not needed for the keys
 
-    frame = tokens.with_columns(pl.Series("_person", labels))
-    frame = frame.with_columns(_person_keys(frame, rules))
-    frame = frame.with_columns(_household_keys(frame, rules))
-    _fill_counts(counts, frame, [rule_codes[u] for u in unique_names], labels)
-    return frame.drop("_person"), counts
+    keys = pl.DataFrame([
+        _person_keys(labels, source, records, rules),
+        _household_keys(labels, source, rules),
+    ])
+    _fill_counts(counts, records.get_column("department"), keys.get_column("household_key"),
+                 unique_codes, labels)
+    return keys, counts
 
 
-def _person_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
+def _person_keys(
+    labels: np.ndarray, source: TokenColumns, records: pl.DataFrame, rules: LinkageRules
+) -> pl.Series:
     """Per record its best token (most trusted rule); per person the smallest best token.
 
     People kept apart by the conflict rule can share that token; they are told apart by their
     first record (department, row number): still independent of the frame's row order.
+    Computed one token column at a time: a person's smallest best token is the smallest token
+    of the most trusted rule any of their records has.
     """
-    candidates = [
-        pl.concat_str([pl.lit(f"{i:02d}:"), pl.col(rule.token_column)])
-        for i, rule in enumerate(rules.rules)
-        if rule.token_column in frame.columns
-    ]
+    n = labels.shape[0]
+    assigned = np.zeros(n, dtype=bool)  # by person label
+    found: list[pl.DataFrame] = []
+    for i, rule in enumerate(rules.rules):
+        if rule.token_column not in source.names:
+            continue
+        tokens = source.get(rule.token_column)
+        candidates = pl.DataFrame({"_person": labels, "t": tokens}).filter(
+            pl.col("t").is_not_null() & pl.lit(pl.Series(~assigned[labels]))
+        )
+        del tokens
+        best = candidates.group_by("_person").agg(
+            (pl.lit(f"{i:02d}:") + pl.col("t").min()).alias("best")
+        )
+        del candidates
+        assigned[best.get_column("_person").to_numpy()] = True
+        found.append(best)
+    persons = np.flatnonzero(labels == np.arange(n))  # one root per person, ascending
+    untokenised = persons[~assigned[persons]]
     record = pl.concat_str([pl.col("department"), pl.lit(":"), pl.col("row_number")])
-    fallback = pl.lit("untokenised:") + record
-    best = pl.coalesce(*candidates, fallback) if candidates else fallback
-    representative = (
-        frame.select("_person", best.alias("best"), record.alias("record"))
-        .group_by("_person")
-        .agg(pl.col("best").min(), pl.col("record").min())
-        .with_columns(
-            pl.when(pl.col("best").is_duplicated())
+    if untokenised.size:
+        bare = records.select(record.alias("record")).with_columns(
+            _person=pl.Series(labels)
+        ).filter(pl.col("_person").is_in(pl.Series(untokenised).implode()))
+        found.append(bare.group_by("_person").agg(
+            (pl.lit("untokenised:") + pl.col("record").min()).alias("best")
+        ))
+    best = pl.concat(found) if found else pl.DataFrame(
+        schema={"_person": pl.Int64, "best": pl.String}
+    )
+    shared = best.filter(pl.col("best").is_duplicated())
+    if shared.height:
+        # Rare: people the conflict rule kept apart who share their best token.
+        firsts = (
+            records.select(record.alias("record"))
+            .with_columns(_person=pl.Series(labels))
+            .filter(pl.col("_person").is_in(shared.get_column("_person").implode()))
+            .group_by("_person").agg(pl.col("record").min())
+        )
+        best = best.join(firsts, on="_person", how="left").with_columns(
+            pl.when(pl.col("record").is_not_null())
             .then(pl.col("best") + "|" + pl.col("record"))
             .otherwise(pl.col("best"))
-            .alias("representative")
-        )
+            .alias("best")
+        ).drop("record")
+    keyed = best.select(
+        "_person", _short_hash(PERSON_KEY_PREFIX, best.get_column("best")).alias("key")
     )
-    keyed = representative.with_columns(
-        _short_hash(PERSON_KEY_PREFIX, representative.get_column("representative")).alias("key")
-    )
-    joined = frame.select("_person").join(
-        keyed.select("_person", "key"), on="_person", how="left", maintain_order="left"
-    )
-    return pl.lit(joined.get_column("key")).alias("person_key")
+    # Per record: the key of its person, by position in a person-indexed array.
+    by_label = np.full(n, -1, dtype=np.int64)
+    by_label[keyed.get_column("_person").to_numpy()] = np.arange(keyed.height)
+    return keyed.get_column("key").gather(by_label[labels]).alias("person_key")
 
 
-def _household_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
-    if rules.household is None or rules.household.token_column not in frame.columns:
-        return pl.lit(None, dtype=pl.String).alias("household_key")
+def _household_keys(labels: np.ndarray, source: TokenColumns, rules: LinkageRules) -> pl.Series:
+    n = labels.shape[0]
+    if rules.household is None or rules.household.token_column not in source.names:
+        return pl.Series("household_key", [None] * n, dtype=pl.String)
     column = rules.household.token_column
+    frame = pl.DataFrame({"_person": labels, column: source.get(column)})
     # The person's most frequent household token (ties: the smallest) fills records without one.
     per_person = (
-        frame.select("_person", column)
-        .drop_nulls(column)
+        frame.drop_nulls(column)
         .group_by("_person", column)
         .len()
         .sort(["_person", "len", column], descending=[False, True, False])
@@ -293,22 +402,22 @@ def _household_keys(frame: pl.DataFrame, rules: LinkageRules) -> pl.Expr:
         .rename({column: "_filled"})
     )
     filled = (
-        frame.select("_person", column)
-        .join(per_person.select("_person", "_filled"), on="_person", how="left",
-              maintain_order="left")
+        frame.join(per_person.select("_person", "_filled"), on="_person", how="left",
+                   maintain_order="left")
         .select(pl.coalesce(column, "_filled"))
         .to_series()
     )
-    return pl.lit(_short_hash(HOUSEHOLD_KEY_PREFIX, filled)).alias("household_key")
+    del frame
+    return _short_hash(HOUSEHOLD_KEY_PREFIX, filled).alias("household_key")
 
 
 def _fill_counts(
-    counts: LinkCounts, frame: pl.DataFrame, unique_codes: list[np.ndarray], labels: np.ndarray
+    counts: LinkCounts, departments: pl.Series, household: pl.Series,
+    unique_codes: list[np.ndarray], labels: np.ndarray,
 ) -> None:
-    n = frame.height
+    n = labels.shape[0]
     counts.persons = int((labels == np.arange(n)).sum())  # one root per person
     sizes = np.bincount(labels, minlength=n)[labels] if n else np.zeros(0, dtype=np.int64)
-    departments = frame.get_column("department")
     counts.unmatched_records = int((sizes == 1).sum())
     by_dept = pl.DataFrame({"department": departments, "single": sizes == 1, "p": labels})
     summary = by_dept.group_by("department").agg(
@@ -323,7 +432,6 @@ def _fill_counts(
     counts.persons_with_conflicting_identifiers = _persons_holding_two_values(
         labels, unique_codes
     )
-    household = frame.get_column("household_key")
     counts.records_with_household = int(household.is_not_null().sum())
     counts.households = int(codes_of(household).max(initial=-1)) + 1  # codes are dense
     # Department pairs: share of each side's records whose person also appears in the other.

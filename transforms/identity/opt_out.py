@@ -31,7 +31,7 @@ from typing import Any
 
 import polars as pl
 
-from transforms.identity.link import LinkageRules
+from transforms.identity.link import LinkageRules, TokenColumns
 
 SCOPE_ALL = "all"
 
@@ -70,12 +70,13 @@ def apply_opt_outs(
     rules: LinkageRules,
     purpose: str,
     as_of: date,
+    tokens: TokenColumns | None = None,
 ) -> tuple[pl.DataFrame, OptOutCounts]:
     """Linked records without those of residents whose objection applies; and the counts.
 
-    `linked` is `link`'s output (tokens, department, person_key); `register` the opt-out
-    register's token frame (tokens, row_number, objection_date, scope), or None if none was
-    ever accepted.
+    `linked` is `link`'s output (tokens, department, person_key), or `link_files`' (no tokens)
+    with its token columns as `tokens`, row for row; `register` the opt-out register's token
+    frame (tokens, row_number, objection_date, scope), or None if none was ever accepted.
     """
     counts = OptOutCounts(purpose=purpose, as_of=as_of.isoformat())
     if register is None or register.height == 0:
@@ -89,7 +90,9 @@ def apply_opt_outs(
     counts.objections_not_yet_applicable = int((~objections["_due"]).sum())
     counts.objections_other_purpose = int((~objections["_in_scope"]).sum())
 
-    matches = _matches(linked, register, rules)  # one row per (objection, person): best rule
+    tokens = tokens if tokens is not None else TokenColumns.from_frame(linked)
+    # One row per (objection, person): the most trusted rule that matched.
+    matches = _matches(linked, tokens, register, rules)
     names = [rule.name for rule in rules.rules]
     strong = {names.index(n) for n in rules.conflicts.unique_per_person if n in names}
     per_objection = matches.group_by("_objection").agg(pl.col("_rule").min())
@@ -114,15 +117,22 @@ def apply_opt_outs(
     return linked.filter(~removed), counts
 
 
-def _matches(linked: pl.DataFrame, register: pl.DataFrame, rules: LinkageRules) -> pl.DataFrame:
+def _matches(
+    linked: pl.DataFrame, tokens: TokenColumns, register: pl.DataFrame, rules: LinkageRules
+) -> pl.DataFrame:
     """(objection, person_key, most trusted rule that matched) for every token agreement."""
     found = []
     for priority, rule in enumerate(rules.rules):
         column = rule.token_column
-        if column not in register.columns or column not in linked.columns:
+        if column not in register.columns or column not in tokens.names:
             continue
         left = register.select(pl.col("row_number").alias("_objection"), column).drop_nulls()
-        right = linked.select("person_key", column).drop_nulls().unique()
+        # Only records holding a token some objection holds can match: a small share.
+        right = (
+            pl.DataFrame([linked.get_column("person_key"), tokens.get(column)])
+            .filter(pl.col(column).is_in(left.get_column(column).implode()))
+            .unique()
+        )
         found.append(
             left.join(right, on=column).select(
                 "_objection", "person_key", pl.lit(priority, dtype=pl.Int64).alias("_rule")

@@ -190,19 +190,30 @@ def _indicators(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataF
     return frames
 
 
-def build_population(
-    linked: pl.DataFrame, features: PersonFeatures | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
-    """Collapse linked records to residents.
+# Records per partition of the population build: each partition (a share of the residents,
+# by a hash of the person key) is sorted and grouped on its own, so the working memory of the
+# build is that of one partition, whatever the council's size (docs/operations.md, Scale).
+PARTITION_RECORDS = 2_000_000
+_PARTITION_SEED = 20261127
 
-    Returns (population, incomplete, counts): `population` has one row per resident with
-    person_key, household_key, age (text: whole years or "unknown"), sex, ethnicity, lsoa,
-    departments (sorted list), household_departments, then the declared person attributes,
-    known_to_<department> flags, indicators (one yes/no column each, the list of those held
-    and their count); `incomplete` lists the person keys with no area.
-    """
-    features = features or PersonFeatures()
-    priority = {dept: i for i, dept in enumerate(features.priority)}
+
+def partitions_for(records: int) -> int:
+    return max(1, -(-records // PARTITION_RECORDS))
+
+
+def person_partition(parts: int) -> pl.Expr:
+    """Which partition a record goes to: every record of a person goes to the same one."""
+    return pl.col("person_key").hash(seed=_PARTITION_SEED) % parts
+
+
+PEOPLE_COLUMNS = ("person_key", "household_key", "age", "sex", "ethnicity", "lsoa", "departments")
+
+
+def _people(
+    linked: pl.DataFrame, features: PersonFeatures, priority: dict[str, int]
+) -> pl.DataFrame:
+    """One row per person of `linked` (which holds every record of each of its persons): the
+    base columns, attributes and indicators."""
     ranked = linked.with_columns(
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank")
     ).sort("_rank", "row_number")
@@ -214,6 +225,38 @@ def build_population(
         pl.col("lsoa").drop_nulls().first(),
         pl.col("department").unique().sort().alias("departments"),
     )
+    del ranked
+    for frame in _attributes(linked, features):
+        people = people.join(frame, on="person_key", how="left")
+    for frame in _indicators(linked, features):
+        people = people.join(frame, on="person_key", how="left")
+    return people
+
+
+def build_population(
+    linked: pl.DataFrame, features: PersonFeatures | None = None, partitions: int | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
+    """Collapse linked records to residents.
+
+    Returns (population, incomplete, counts): `population` has one row per resident with
+    person_key, household_key, age (text: whole years or "unknown"), sex, ethnicity, lsoa,
+    departments (sorted list), household_departments, then the declared person attributes,
+    known_to_<department> flags, indicators (one yes/no column each, the list of those held
+    and their count); `incomplete` lists the person keys with no area. Residents are built
+    `partitions` at a time (by default one per PARTITION_RECORDS records); the result does not
+    depend on it.
+    """
+    features = features or PersonFeatures()
+    priority = {dept: i for i, dept in enumerate(features.priority)}
+    parts = partitions or partitions_for(linked.height)
+    if parts == 1:
+        people = _people(linked, features, priority)
+    else:
+        part = linked.select(person_partition(parts)).to_series()
+        people = pl.concat(
+            [_people(linked.filter(part == i), features, priority) for i in range(parts)]
+        )
+        del part
     household_departments = (
         people.filter(pl.col("household_key").is_not_null())
         .explode("departments")
@@ -221,22 +264,18 @@ def build_population(
         .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))
     )
     people = people.join(household_departments, on="household_key", how="left")
-    for frame in _attributes(linked, features):
-        people = people.join(frame, on="person_key", how="left")
-    people = people.with_columns(
-        pl.col("departments").list.contains(d).alias(f"known_to_{d}") for d in features.departments
-    )
+    # Columns in their published order: base, attributes, known_to_<department>, indicators.
     names = [i.name for i in features.indicators]
-    for frame in _indicators(linked, features):
-        people = people.join(frame, on="person_key", how="left")
-    people = people.with_columns(pl.col(n).fill_null(False) for n in names)
-    people = people.with_columns(
-        indicators=pl.concat_list(
-            [pl.when(pl.col(n)).then(pl.lit(n)) for n in names] or [pl.lit(None, pl.String)]
-        ).list.drop_nulls(),
-        indicator_count=pl.sum_horizontal([pl.col(n).cast(pl.Int64) for n in names] or [pl.lit(0)])
-        .cast(pl.Int64),
-    ).sort("person_key")
+    base = [*PEOPLE_COLUMNS, "household_departments"]
+    attributes = [c for c in people.columns if c not in base and c not in names]
+    people = people.select(
+        *base,
+        *attributes,
+        *(pl.col("departments").list.contains(d).alias(f"known_to_{d}")
+          for d in features.departments),
+        *(pl.col(n).fill_null(False) for n in names),
+    )
+    people = _with_indicator_list(people, names).sort("person_key")
     complete = pl.col("lsoa").is_not_null()
     population = people.filter(complete)
     incomplete = people.filter(~complete).select("person_key")
@@ -247,3 +286,36 @@ def build_population(
         people_incomplete=incomplete.height,
     )
     return population, incomplete, counts
+
+
+# Up to this many indicators, each resident's list of indicators held is looked up by the bit
+# pattern of their yes/no columns (2^n rows), instead of built per resident (much slower).
+_LOOKUP_INDICATORS = 10
+
+
+def _with_indicator_list(people: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Add `indicators` (the names held, in declared order) and `indicator_count`."""
+    count = pl.sum_horizontal([pl.col(n).cast(pl.Int64) for n in names] or [pl.lit(0)])
+    if not names or len(names) > _LOOKUP_INDICATORS:
+        return people.with_columns(
+            indicators=pl.concat_list(
+                [pl.when(pl.col(n)).then(pl.lit(n)) for n in names] or [pl.lit(None, pl.String)]
+            ).list.drop_nulls(),
+            indicator_count=count.cast(pl.Int64),
+        )
+    patterns = range(2 ** len(names))
+    lookup = pl.DataFrame(
+        {
+            "_held": list(patterns),
+            "indicators": [[n for i, n in enumerate(names) if m >> i & 1] for m in patterns],
+        },
+        schema={"_held": pl.Int64, "indicators": pl.List(pl.String)},
+    )
+    held = pl.sum_horizontal([pl.col(n).cast(pl.Int64) * (1 << i) for i, n in enumerate(names)])
+    return (
+        people.with_columns(held.alias("_held"))
+        .join(lookup, on="_held", how="left", maintain_order="left")
+        .drop("_held")
+        .with_columns(indicator_count=count.cast(pl.Int64))
+    )
+

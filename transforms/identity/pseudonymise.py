@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -54,6 +55,18 @@ class PseudonymiseCounts:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, part: PseudonymiseCounts) -> None:
+        """Add the counts of one slice of the same delivery."""
+        self.rows += part.rows
+        for mine, theirs in ((self.identifiers_present, part.identifiers_present),
+                             (self.identifiers_invalid, part.identifiers_invalid),
+                             (self.tokens, part.tokens)):
+            for name, value in theirs.items():
+                mine[name] = mine.get(name, 0) + value
+        self.postcodes_not_in_geography += part.postcodes_not_in_geography
+        self.sex_unmapped += part.sex_unmapped
+        self.dropped_columns = part.dropped_columns
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,6 +214,36 @@ def pseudonymise(
             f"{contract.department}: pseudonymisation failed ({type(exc).__name__}; details "
             "withheld because they may quote identifier values)"
         ) from None
+
+
+# Rows pseudonymised at a time by `pseudonymise_slices`: the normalised identifiers, messages
+# and tokens of one slice are what is held (a 6M-row extract's tokens alone are about 4 GB).
+SLICE_ROWS = 1_000_000
+
+
+def pseudonymise_slices(
+    frame: pl.DataFrame,
+    contract: DepartmentContract,
+    key: PseudonymisationKey,
+    geography: pl.DataFrame,
+    extract_date: date,
+    rules: LinkageRules | None = None,
+    slice_rows: int = SLICE_ROWS,
+) -> tuple[Iterator[pl.DataFrame], PseudonymiseCounts]:
+    """`pseudonymise` slice by slice: (token frames in row order, made as they are consumed;
+    the counts, complete once every slice has been consumed). Rows are pseudonymised one by
+    one, so the slices together are exactly `pseudonymise`'s frame."""
+    counts = PseudonymiseCounts(department=contract.department, key_id=key.key_id)
+
+    def slices() -> Iterator[pl.DataFrame]:
+        for offset in range(0, max(frame.height, 1), slice_rows):
+            tokens, part = pseudonymise(
+                frame.slice(offset, slice_rows), contract, key, geography, extract_date, rules
+            )
+            counts.add(part)
+            yield tokens
+
+    return slices(), counts
 
 
 class PseudonymisationError(RuntimeError):

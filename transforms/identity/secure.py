@@ -9,15 +9,18 @@ delivery that a later run would link.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from transforms.files import read_metadata, write_parquet
+from transforms.files import METADATA_KEY, read_metadata, write_atomically, write_parquet
 from transforms.intake import DeliveryRegistry, latest_by_arrival
 
-__all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_tokens"]
+__all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_token_slices", "write_tokens"]
 
 
 def tokens_dir(root: Path) -> Path:
@@ -31,16 +34,47 @@ def write_tokens(
     folder = tokens_dir(root) / outcome.department
     folder.mkdir(parents=True, exist_ok=True)
     name = token_file_name(outcome)
-    meta = {
+    meta = _metadata(outcome, key_id, counts)
+    target = folder / name
+    write_parquet(tokens, target, meta)
+    return target
+
+
+def write_token_slices(
+    root: Path, outcome: Any, slices: Iterable[pl.DataFrame], key_id: str, counts: Any
+) -> Path:
+    """Write one delivery's tokens slice by slice (`pseudonymise_slices`), so only one slice is
+    in memory; `counts` (complete once the slices are consumed) go in the file's metadata."""
+    folder = tokens_dir(root) / outcome.department
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / token_file_name(outcome)
+
+    def write(temporary: Path) -> None:
+        writer = None
+        try:
+            for frame in slices:
+                table = frame.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(temporary, table.schema)
+                writer.write_table(table.cast(writer.schema))
+            meta = _metadata(outcome, key_id, counts.to_dict())
+            writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
+        finally:
+            if writer is not None:
+                writer.close()
+
+    write_atomically(target, write)
+    return target
+
+
+def _metadata(outcome: Any, key_id: str, counts: dict[str, Any]) -> dict[str, Any]:
+    return {
         "delivery_id": outcome.delivery_id,
         "department": outcome.department,
         "extract_date": outcome.extract_date.isoformat(),
         "key_id": key_id,
         "pseudonymisation": counts,
     }
-    target = folder / name
-    write_parquet(tokens, target, meta)
-    return target
 
 
 def token_file_name(outcome: Any) -> str:
