@@ -127,6 +127,7 @@ def _withhold_binding(
 
 
 def _withhold_again(cells: pl.DataFrame, table: CohortTable, last: pl.DataFrame) -> pl.DataFrame:
+    """Withhold every cell of `cells` that the last release's `last` table withheld."""
     names = table.dimension_names
     if WITHHELD not in last.columns or not set(names) <= set(last.columns):
         return cells  # redefined since: the audit still compares the two
