@@ -193,6 +193,7 @@ def check_perturbation(
             ]
             keys = ("person_key", "household_key")
             columns = list(dict.fromkeys(c for c in columns if c not in keys))
+            recount.coarsen(differencing._finest_levels(tables, recount.columns))
             units, atoms_table = recount.atoms(unit, columns, [])
             con.register("unit_atoms", units)
             for table in tables:

@@ -32,7 +32,13 @@ import polars as pl
 from scipy import sparse
 
 from schemas.errors import DisclosureError
-from transforms.release.differencing import UNIT_KEY, _Recount, _System, _where_columns
+from transforms.release.differencing import (
+    UNIT_KEY,
+    _finest_levels,
+    _Recount,
+    _System,
+    _where_columns,
+)
 
 EPSILON = 1e-6
 REPRESENTATIVE = (
@@ -103,6 +109,7 @@ class SumAuditor:
         # A sensitive dimension lists zero cells, withheld as all-or-none: the attacker does not
         # know they are empty, so every atom gets variants in each sensitive column (sum 0).
         varied = list(dict.fromkeys(d.source for t in tables for d in t.dimensions if d.sensitive))
+        recount.coarsen(_finest_levels(tables, recount.columns))
         _, atoms_table = recount.atoms(unit, _columns(tables, recount), varied)
         source = "population" if unit == "people" else REPRESENTATIVE
         key = UNIT_KEY[unit]
