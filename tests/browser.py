@@ -60,8 +60,8 @@ def _run(profile: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def dump_dom(page: Path, profile: Path) -> str:
-    return _run(profile, "--dump-dom", page.as_uri()).stdout
+def dump_dom(page: Path, profile: Path, *flags: str) -> str:
+    return _run(profile, *flags, "--dump-dom", page.as_uri()).stdout
 
 
 def screenshot(page: Path, out: Path, profile: Path, size: str = "1200,2400") -> Path:

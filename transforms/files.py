@@ -14,6 +14,7 @@ Every Parquet file we write (secure tokens, staged and published cohort tables) 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,6 +27,15 @@ import pyarrow.parquet as pq
 
 METADATA_KEY = b"cohortshare"
 TEMPORARY_SUFFIX = ".tmp"
+
+
+def sha256_file(path: Path) -> str:
+    """The file's full sha256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _new_temporary(target: Path, mode: int) -> Path:

@@ -12,23 +12,14 @@ import html
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
+
+from tests.browser import dump_dom
 
 AXE = Path(__file__).parent / "axe-core" / "axe.min.js"
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa", "best-practice"]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # Virtual time lets axe's asynchronous run finish before the DOM is printed.
-    "--virtual-time-budget=30000",
-]
+# Virtual time lets axe's asynchronous run finish before the DOM is printed.
+VIRTUAL_TIME = "--virtual-time-budget=30000"
 _RUNNER = """
 <script src="axe.min.js"></script>
 <script>
@@ -51,19 +42,13 @@ _RESULT = re.compile(r'<pre id="axe-results">(.*?)</pre>', re.S)
 
 def run_axe(page: Path, scratch: Path) -> dict:
     """axe's result for `page`: {version, passes, violations: [{id, impact, nodes, help}]}."""
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is needed for this test; `make test` installs it"
     scratch.mkdir(parents=True, exist_ok=True)
     shutil.copy(AXE, scratch / AXE.name)
     text = Path(page).read_text(encoding="utf-8")
     runner = _RUNNER % json.dumps(TAGS)
     checked = scratch / "page.html"
     checked.write_text(text.replace("</body>", runner + "</body>", 1), encoding="utf-8")
-    dom = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={scratch / 'profile'}", "--dump-dom",
-         checked.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout
+    dom = dump_dom(checked, scratch / "profile", VIRTUAL_TIME)
     found = _RESULT.search(dom)
     if found is None:
         raise AssertionError("axe-core did not run on the page (no result in the DOM)")

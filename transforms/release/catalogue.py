@@ -21,7 +21,6 @@ operation here can be re-run after a crash at any point and completes what was s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -37,7 +36,13 @@ import duckdb
 import polars as pl
 
 from schemas.errors import ReleaseError
-from transforms.files import fsync_path, read_metadata, write_parquet, write_text_atomically
+from transforms.files import (
+    fsync_path,
+    read_metadata,
+    sha256_file,
+    write_parquet,
+    write_text_atomically,
+)
 from transforms.release import catalogue_docs as docs
 
 CATALOGUE_FILE = "cohorts.duckdb"
@@ -110,14 +115,6 @@ def stage_release(
         raise ReleaseError(f"{target.name} already exists; releases are immutable")
     _write_atomically(target, fill, target.parent)
     return {name: target / f"{name}.parquet" for name in tables}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _make_read_only(folder: Path) -> None:
@@ -194,8 +191,8 @@ def _approvals(approvals: dict[str, Any] | list[dict[str, Any]]) -> list[dict[st
 def _check_unchanged(staged: Path, target: Path, release_id: str) -> None:
     if not staged.is_dir():
         return
-    published = {p.name: _sha256(p) for p in target.glob("*.parquet")}
-    candidate = {p.name: _sha256(p) for p in staged.glob("*.parquet")}
+    published = {p.name: sha256_file(p) for p in target.glob("*.parquet")}
+    candidate = {p.name: sha256_file(p) for p in staged.glob("*.parquet")}
     if published != candidate:
         raise ReleaseError(
             f"release {release_id} is already published with other files; releases are immutable"

@@ -8,20 +8,13 @@ modes).
 
 from __future__ import annotations
 
-import hashlib
 import stat
 from pathlib import Path
 
+from transforms.files import sha256_file
+
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP
 READ_ONLY_DIR = stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe(folder: Path) -> list[dict]:

@@ -7,21 +7,12 @@ generator made: the marker lists every extract it wrote under `landing/` with it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from transforms.files import write_text_atomically
+from transforms.files import sha256_file, write_text_atomically
 
 MARKER = ".synthetic-council.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _landing_files(landing: Path) -> list[Path]:
@@ -32,7 +23,7 @@ def write_marker(root: Path, extracts: list[Path]) -> Path:
     landing = Path(root) / "landing"
     marker = Path(root) / MARKER  # beside landing/, not in it: it is no delivery
     known = json.loads(marker.read_text()) if marker.exists() else {}
-    known.update({p.relative_to(landing).as_posix(): _sha256(p) for p in extracts})
+    known.update({p.relative_to(landing).as_posix(): sha256_file(p) for p in extracts})
     return write_text_atomically(marker, json.dumps(known, indent=2, sort_keys=True))
 
 
@@ -44,6 +35,6 @@ def foreign_files(root: Path) -> list[str]:
     foreign = []
     for path in _landing_files(landing) if landing.is_dir() else []:
         name = path.relative_to(landing).as_posix()
-        if known.get(name) != _sha256(path):
+        if known.get(name) != sha256_file(path):
             foreign.append(name)
     return foreign
