@@ -25,11 +25,9 @@ def prefect_harness():
 
 
 @pytest.fixture
-def demo_home(tmp_path, monkeypatch):
+def demo_home(tmp_path):
     """An empty HOME so demo keys and user config land in a throwaway folder."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.delenv("COHORTSHARE_KEY", raising=False)
-    return home
+    from tests.home import private_home
+
+    with private_home(tmp_path / "home") as home:
+        yield home

@@ -18,6 +18,7 @@ import pytest
 
 from schemas.contract import departments, load_contracts
 from tests.accessibility.axe import run_axe
+from tests.home import home_beside
 from tests.leaks import find_leaks, landing_identifiers
 from transforms.identity.link import link, load_linkage_rules
 from transforms.identity.secure import latest_tokens
@@ -30,17 +31,6 @@ OFFICER = ("A. Officer", "Information Governance Lead")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[-/]\d{2}[-/]\d{4}")
 
 
-@contextmanager
-def _home_of(root: Path):
-    home = root.with_name(root.name + "-home")
-    home.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        mp.delenv("COHORTSHARE_KEY", raising=False)
-        yield
-
-
 @pytest.fixture(scope="module")
 def council(prefect_harness, tmp_path_factory):
     """Generate, run, read the notice while the release awaits approval, then approve it.
@@ -51,7 +41,7 @@ def council(prefect_harness, tmp_path_factory):
     from transforms.synthetic import generate_council
 
     root = tmp_path_factory.mktemp("objecting-council")
-    with _home_of(root):
+    with home_beside(root):
         generate_council(root, RESIDENTS, seed=5, noise=0.0, extract_date=date.today())
         release = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
     before = (root / "reports" / release / "notice.html").read_text(encoding="utf-8")

@@ -2,7 +2,6 @@
 
 import json
 import stat
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from schemas.cohorts import load_cohorts
 from schemas.policy import load_policy
+from tests.home import home_beside
 from tests.leaks import find_leaks, landing_identifiers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,24 +25,12 @@ def published(prefect_harness, tmp_path_factory):
     from transforms.synthetic import generate_council
 
     root = tmp_path_factory.mktemp("council")
-    with _home_of(root):
+    with home_beside(root):
         generate_council(root, RESIDENTS, seed=11, extract_date=date.today(), invalid=0.01)
         release = share_cohorts(
             root=str(root), contracts=str(CONTRACTS), demo=True, demo_approval=True
         )
     return root, release
-
-
-@contextmanager
-def _home_of(root: Path):
-    """A private HOME per council, so its demo key is made once and found again."""
-    home = root.with_name(root.name + "-home")
-    home.mkdir(exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-        mp.delenv("COHORTSHARE_KEY", raising=False)
-        yield
 
 
 def _catalogue(root: Path) -> duckdb.DuckDBPyConnection:
@@ -158,7 +146,7 @@ def test_second_run_reuses_deliveries_and_swaps_the_catalogue_atomically(publish
         before = analyst.sql("SELECT count(*) FROM releases").fetchall()[0][0]
         # Same demo key as the first run: the secure zone's tokens must stay joinable. Nothing
         # changed since the first run, so only `force` builds a second release.
-        with _home_of(root):
+        with home_beside(root):
             unchanged = share_cohorts(root=str(root), contracts=str(CONTRACTS), demo=True)
             second = share_cohorts(
                 root=str(root), contracts=str(CONTRACTS), demo=True, force=True
