@@ -265,12 +265,9 @@ class _Recount:
             f"(SELECT {cols}, count(*) AS n FROM {source} GROUP BY ALL)"
         )
         same = " AND ".join(f'u."{c}" IS NOT DISTINCT FROM a."{c}"' for c in columns)
-        units_table = f"units_{unit}"  # unit_key -> atom, also read by the magnitude audit
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {units_table} AS SELECT u.{key} AS unit_key, a.atom "
-            f"FROM {source} u JOIN {atoms_table} a ON {same}"
-        )
-        units = self.con.sql(f"SELECT unit_key, atom FROM {units_table}").pl()
+        units = self.con.sql(
+            f"SELECT u.{key} AS unit_key, a.atom FROM {source} u JOIN {atoms_table} a ON {same}"
+        ).pl()
         for column in varied:
             (top,) = self.con.execute(f"SELECT max(atom) + 1 FROM {atoms_table}").fetchone()
             values = (

@@ -110,12 +110,13 @@ class SumAuditor:
         # know they are empty, so every atom gets variants in each sensitive column (sum 0).
         varied = list(dict.fromkeys(d.source for t in tables for d in t.dimensions if d.sensitive))
         recount.coarsen(_finest_levels(tables, recount.columns))
-        _, atoms_table = recount.atoms(unit, _columns(tables, recount), varied)
+        units, atoms_table = recount.atoms(unit, _columns(tables, recount), varied)
+        recount.con.register("unit_atoms", units)
         source = "population" if unit == "people" else REPRESENTATIVE
         key = UNIT_KEY[unit]
         sums = recount.con.sql(
             f'SELECT u.atom, sum(coalesce(CAST(s."{attribute}" AS DOUBLE), 0)) AS s, '
-            f'min(CAST(s."{attribute}" AS DOUBLE)) AS low FROM units_{unit} u '
+            f'min(CAST(s."{attribute}" AS DOUBLE)) AS low FROM unit_atoms u '
             f"JOIN {source} s ON s.{key} = u.unit_key GROUP BY u.atom"
         ).pl()
         if sums.height and (sums["low"].min() or 0) < 0:
