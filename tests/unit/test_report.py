@@ -129,6 +129,30 @@ def test_first_page_says_what_why_from_where_under_which_policy_and_the_decision
         assert expected in first, expected
 
 
+def test_the_policy_summary_says_how_the_numbers_are_protected_under_either_method(report_data):
+    def first_page(data: dict) -> str:
+        html = render_html(data)
+        return _text(html.split('<section class="first-page">')[1].split("</section>")[0])
+
+    data = copy.deepcopy(report_data)
+    data["policy"] = {**data["policy"], "method": "suppression"}
+    suppressed = first_page(data)
+    assert "smaller counts are withheld" in suppressed
+    assert "cell-key perturbation" not in suppressed
+
+    data["policy"]["method"] = "cell_key"
+    data["protection"] = {
+        **data["protection"],
+        "method": "cell_key",
+        "perturbation_table": {"max_noise": 11, "small_counts": 2, "name": "t", "file": "p"},
+        "perturbation_check": {"cells_checked": 10, "cells_differing": 0},
+    }
+    perturbed = first_page(data)
+    assert "cell-key perturbation, at most 11 either way" in perturbed
+    assert "no count from 1 to 2 is published" in perturbed
+    assert "smaller counts are withheld" not in perturbed
+
+
 def test_report_reads_in_words_not_key_dumps(rendered):
     text = _text(rendered)
     for raw in ("tok_veto", "prosecutor max", "balanced True", "discernibility 6", "age 3"):
