@@ -8,12 +8,13 @@ other, relabelling in between, so the test does too."""
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-from transforms.identity.components import join_components, relabel
+from transforms.identity.components import codes_of, join_components, relabel
 
 
 def reference(n: int, rules: list[np.ndarray]) -> np.ndarray:
@@ -74,3 +75,15 @@ def test_components_match_scipy_on_large_random_graphs(seed, n, density, rules):
         codes[rng.random(n) < 0.3] = -1  # records without this identifier
         made.append(codes)
     assert np.array_equal(ours(n, made), reference(n, made))
+
+
+@settings(deadline=None, max_examples=100)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "ab", "", "B", "a "])), max_size=60))
+def test_codes_are_dense_equal_for_equal_values_and_minus_one_for_null(values):
+    codes = codes_of(pl.Series("v", values, dtype=pl.String))
+    assert codes.shape == (len(values),)
+    for value, code in zip(values, codes, strict=True):
+        assert (code == -1) == (value is None)
+    seen = {v: c for v, c in zip(values, codes, strict=True) if v is not None}
+    assert [seen[v] for v in values if v is not None] == [c for c in codes if c >= 0]
+    assert sorted(set(seen.values())) == list(range(len(seen)))  # dense: households counts this
