@@ -354,7 +354,8 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     policy = load_policy(settings.contracts / "disclosure_policy.yaml")
     cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
     hierarchies = load_hierarchies(settings.contracts / "hierarchies")
-    population = pl.read_parquet(settings.root / "secure" / "linked" / "population.parquet")
+    population_file = settings.root / "secure" / "linked" / "population.parquet"
+    population = pl.read_parquet(population_file)
     previous = history.previous_release(settings.root, cohorts)
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
 
@@ -379,7 +380,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     magnitude = magnitude_audit.audit_measures(
         measured.tables, population, cohorts, policy, hierarchies
     )
-    history.keep_population(settings.root, release_id, population)
+    history.keep_population(settings.root, release_id, population_file)
     staged = catalogue.stage_release(settings.root, release_id, measured.tables, metadata)
     anonymised = settings.root / "secure" / "anonymised" / "population.parquet"
     checks = release_checks.check_release(staged, anonymised, cohorts, policy)

@@ -71,7 +71,7 @@ def stage(
     checks = gates.check_release(staged, population, COHORTS, chosen)
     gates.save_gate_inputs(root, release_id, population, COHORTS, chosen, CONTRACTS)
     # The linked population the differencing audit recounts at approval.
-    history.keep_population(root, release_id, pl.read_parquet(population))
+    history.keep_population(root, release_id, population)
     folder = catalogue.staging_dir(root, release_id)
     sealed = outputs.seal(folder)
     write_report(

@@ -258,7 +258,8 @@ def build_population(
         )
         del part
     household_departments = (
-        people.filter(pl.col("household_key").is_not_null())
+        people.select("household_key", "departments")
+        .filter(pl.col("household_key").is_not_null())
         .explode("departments")
         .group_by("household_key")
         .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))

@@ -164,6 +164,18 @@ def _bands_sql(column: str, bands: tuple[str, ...]) -> str:
     return f"CASE {' '.join(cases)} END"
 
 
+def _unit_source(unit: str) -> str:
+    """The population's rows a unit is counted from: residents, or each household's member
+    with the smallest person key."""
+    if unit == "households":
+        return (
+            "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY household_key "
+            "ORDER BY person_key) AS _member FROM population WHERE household_key IS NOT "
+            "NULL) WHERE _member = 1)"
+        )
+    return "population"
+
+
 class _Recount:
     """One DuckDB connection over one release's population: atoms and their cells."""
 
@@ -246,14 +258,7 @@ class _Recount:
         them (n = 0), so the attacker is not assumed to know sensitive values.
         """
         key = UNIT_KEY[unit]
-        source = "population"
-        if unit == "households":
-            source = (
-                "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY household_key "
-                "ORDER BY person_key) AS _member FROM population WHERE household_key IS NOT "
-                "NULL) WHERE _member = 1)"
-            )
-        source = self._coarse_source(source)
+        source = self._coarse_source(_unit_source(unit))
         cols = ", ".join(f'"{c}"' for c in columns)
         # The distinct combinations first (a hash aggregate holding one row per atom), then each
         # unit's atom by a join against them: ranking every unit over every column instead
@@ -282,6 +287,18 @@ class _Recount:
                 f'WHERE a."{column}" IS DISTINCT FROM d.v'
             )
         return units, atoms_table
+
+    def units_as_atoms(self, unit: str, columns: list[str]) -> str:
+        """A DuckDB table with one atom per unit (`atom`, columns, `n` = 1), in the shape
+        `atoms` makes, for checks that need every unit's own value: numbering the units is
+        far cheaper than grouping them by a column unique to each."""
+        name = f"unit_rows_{unit}"
+        cols = ", ".join(f'"{c}"' for c in columns)
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT CAST(row_number() OVER () - 1 "
+            f"AS BIGINT) AS atom, {cols}, 1 AS n FROM {self._coarse_source(_unit_source(unit))}"
+        )
+        return name
 
     def cells(self, table: Any, atoms_table: str) -> pl.DataFrame:
         """(atom, dimension values as text, multiplicity) for every atom in the table."""

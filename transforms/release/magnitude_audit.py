@@ -37,14 +37,11 @@ from transforms.release.differencing import (
     _finest_levels,
     _Recount,
     _System,
+    _unit_source,
     _where_columns,
 )
 
 EPSILON = 1e-6
-REPRESENTATIVE = (
-    "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY household_key ORDER BY "
-    "person_key) AS _member FROM population WHERE household_key IS NOT NULL) WHERE _member = 1)"
-)
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ class SumAuditor:
         recount.coarsen(_finest_levels(tables, recount.columns))
         units, atoms_table = recount.atoms(unit, _columns(tables, recount), varied)
         recount.con.register("unit_atoms", units)
-        source = "population" if unit == "people" else REPRESENTATIVE
+        source = _unit_source(unit)
         key = UNIT_KEY[unit]
         sums = recount.con.sql(
             f'SELECT u.atom, sum(coalesce(CAST(s."{attribute}" AS DOUBLE), 0)) AS s, '
@@ -221,8 +218,7 @@ def _cell_statistics(recount: _Recount, table: Any) -> pl.DataFrame:
     attribute = table.measure.attribute
     columns = [d.source for d in table.dimensions] + _where_columns(table.where, recount.columns)
     columns = [c for c in dict.fromkeys(columns) if c not in UNIT_KEY.values()]
-    # The person key makes every unit its own atom (a household's: its representative's).
-    _, atoms_table = recount.atoms(table.unit, [*columns, attribute, "person_key"], [])
+    atoms_table = recount.units_as_atoms(table.unit, [*columns, attribute])
     member = recount.cells(table, atoms_table)
     recount.con.register("member", member)
     names = ", ".join(f'm."{n}"' for n in table.dimension_names)
