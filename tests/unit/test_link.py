@@ -92,6 +92,42 @@ def test_two_nhs_numbers_joined_by_a_weaker_rule_is_a_counted_conflict():
     assert counts.to_dict()["conflicts"] == 1
 
 
+def test_only_the_ambiguous_group_is_refused_and_a_clean_group_in_the_same_rule_links():
+    # D1 spans two people (NHS N1, and N2): refused as a whole. D2 spans N1's person and a
+    # record without an NHS number: clean, so it links, though both groups are the same rule's.
+    tokens = frame([
+        ("asc", "N1", None, "D1", None),  # 0
+        ("csc", "N2", None, "D1", None),  # 1
+        ("ben", "N1", None, "D1", None),  # 2: one person with 0 (NHS)
+        ("hsg", None, None, "D2", None),  # 3
+        ("ctx", "N1", None, "D2", None),  # 4: one person with 0 and 2 (NHS)
+    ])
+    linked, counts = link(tokens, RULES)
+    assert people(linked) == [{0, 2, 3, 4}, {1}]
+    assert counts.conflicts_by_rule["demo"] == 1
+    assert counts.records_in_conflict_by_rule["demo"] == 3
+
+
+def test_department_pairs_count_records_matched_in_the_other_department():
+    tokens = frame([
+        ("asc", "N1", None, None, None),
+        ("asc", "N2", None, None, None),
+        ("ben", "N1", None, None, None),
+        ("ben", "N1", None, None, None),
+        ("ben", "N3", None, None, None),
+        ("ctx", "N3", None, None, None),
+    ])
+    pairs = link(tokens, RULES)[1].to_dict()["department_pairs"]
+    assert pairs["asc|ben"] == {
+        "records_a": 2, "records_b": 3, "a_records_matched_in_b": 1,
+        "b_records_matched_in_a": 2, "match_rate_a_in_b": 0.5,
+        "match_rate_b_in_a": 0.6667, "persons_in_both": 1,
+    }
+    assert pairs["ben|ctx"]["a_records_matched_in_b"] == 1
+    assert pairs["ben|ctx"]["b_records_matched_in_a"] == 1
+    assert pairs["asc|ctx"]["persons_in_both"] == 0
+
+
 def test_chains_of_clean_groups_that_join_two_nhs_numbers_are_refused():
     tokens = frame([
         ("asc", "N1", None, "D1", None),

@@ -137,9 +137,15 @@ def _ambiguouscodes_of(
     of it: a token group that would join two people."""
     has = codes >= 0
     pairs = pl.DataFrame({"code": codes[has], "comp": old[has]}).unique()
+    # Only a token group spanning two or more components can join people: the rest are left
+    # out before the joins (most of them, on a council's data).
+    spanning = pairs.group_by("code").len().filter(pl.col("len") > 1)
+    pairs = pairs.join(spanning.select("code"), on="code", how="semi")
+    involved = np.zeros(old.shape[0], dtype=bool)
+    involved[pairs.get_column("comp").to_numpy()] = True
     ambiguous: dict[str, np.ndarray] = {}
     for name, values in checked.items():
-        mask = values >= 0
+        mask = (values >= 0) & involved[old]
         holding = pl.DataFrame({"comp": old[mask], "value": values[mask]}).unique()
         per_comp = holding.group_by("comp").len().rename({"len": "held"})
         joined = pairs.join(holding, on="comp").join(per_comp, on="comp")
@@ -433,27 +439,26 @@ def _fill_counts(
         labels, unique_codes
     )
     counts.records_with_household = int(household.is_not_null().sum())
-    counts.households = int(codes_of(household).max(initial=-1)) + 1  # codes are dense
+    counts.households = household.drop_nulls().n_unique()
     # Department pairs: share of each side's records whose person also appears in the other.
-    presence = by_dept.select("department", "p").unique()
+    # Each person's departments as a bit mask (NumPy over the records, not a join per pair).
     depts = sorted(counts.records_by_department)
-    persons_of = {d: pl.Series("p", [], dtype=pl.Int64) for d in depts}
-    for d, group in presence.group_by("department"):
-        persons_of[d[0]] = group.get_column("p")
-    for a, b in combinations(depts, 2):
-        in_both = by_dept.filter(pl.col("department") == a).select(
-            pl.col("p").is_in(persons_of[b].implode()).sum()
-        ).item()
-        b_in_a = by_dept.filter(pl.col("department") == b).select(
-            pl.col("p").is_in(persons_of[a].implode()).sum()
-        ).item()
-        shared = int(persons_of[a].is_in(persons_of[b].implode()).sum())
+    index = departments.replace_strict(depts, list(range(len(depts))), return_dtype=pl.Int64)
+    bit = np.left_shift(1, index.to_numpy())
+    held = np.zeros(n, dtype=np.int64)
+    np.bitwise_or.at(held, labels, bit)
+    of_record = held[labels]
+    roots = held[labels == np.arange(n)]
+    for (i, a), (j, b) in combinations(enumerate(depts), 2):
+        in_both = int(((bit == 1 << i) & (of_record >> j & 1 == 1)).sum())
+        b_in_a = int(((bit == 1 << j) & (of_record >> i & 1 == 1)).sum())
+        shared = int(((roots >> i & 1) & (roots >> j & 1)).sum())
         ra, rb = counts.records_by_department[a], counts.records_by_department[b]
         counts.department_pairs[f"{a}|{b}"] = {
             "records_a": ra,
             "records_b": rb,
-            "a_records_matched_in_b": int(in_both),
-            "b_records_matched_in_a": int(b_in_a),
+            "a_records_matched_in_b": in_both,
+            "b_records_matched_in_a": b_in_a,
             "match_rate_a_in_b": round(in_both / ra, 4) if ra else 0.0,
             "match_rate_b_in_a": round(b_in_a / rb, 4) if rb else 0.0,
             "persons_in_both": shared,
