@@ -60,8 +60,10 @@ def test_partitioned_population_from_files_is_mains(council):
     assert counts.conflicts > 100 and opt_outs.residents_removed > 100
     assert population.height > 40_000
     assert _digest(population) == MAIN_POPULATION_SHA256
+    # Partitions are ranges of person keys, built in order: the population comes out sorted.
+    assert population.get_column("person_key").is_sorted()
 
     whole, _ = link(pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed"), rules)
     whole, _ = apply_opt_outs(whole, register, rules, PURPOSE, EXTRACT_DATE)
     in_one_piece, _, _ = build_population(whole, features, partitions=1)
-    assert population.sort("person_key").equals(in_one_piece.sort("person_key"))
+    assert population.equals(in_one_piece)
