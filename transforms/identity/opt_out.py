@@ -111,7 +111,8 @@ def apply_opt_outs(
     )
     removed = pl.col("person_key").is_in(people.get_column("person_key").implode())
     by_department = (
-        linked.filter(removed).group_by("department").len().sort("department").iter_rows()
+        linked.select(pl.col("department").filter(removed))  # one column, not every record
+        .group_by("department").len().sort("department").iter_rows()
     )
     counts.records_removed_by_department = {d: int(n) for d, n in by_department}
     return linked.filter(~removed), counts
