@@ -210,8 +210,8 @@ def person_partition(keys: pl.Series, parts: int) -> pl.Series:
     Boundaries are quantiles of a sample of the keys; how even the partitions are does not
     change the result."""
     sample = keys.gather_every(max(1, keys.len() // (parts * _BOUNDARY_SAMPLE))).sort()
-    cuts = sample.gather([sample.len() * i // parts for i in range(1, parts)]) if parts > 1 \
-        else sample.clear()
+    at = [sample.len() * i // parts for i in range(1, parts)] if sample.len() else []
+    cuts = sample.gather(at)
     return cuts.search_sorted(keys, side="right")
 
 
