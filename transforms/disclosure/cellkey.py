@@ -41,8 +41,8 @@ from transforms.disclosure.tabulate import (
     WITHHELD,
     TableCounts,
     all_or_none,
+    cells_of,
     table_counts,
-    true_cells,
     units,
 )
 
@@ -81,19 +81,19 @@ def noise_frame(ptable: PerturbationTable) -> pl.DataFrame:
     )
 
 
-def _cell_keys(
+def _cells_with_keys(
     population: pl.DataFrame, table: CohortTable, hierarchies: dict[str, Hierarchy]
 ) -> pl.DataFrame:
-    """Every occupied cell's cell key: the record keys of its members (each counted as often
-    as the member counts in the cell), summed mod 256."""
+    """`true_cells` with every occupied cell's cell key: the record keys of its members (each
+    counted as often as the member counts in the cell), summed mod 256. One pass over the
+    units for both."""
     keyed = population.with_columns(record_key(pl.col(UNIT_KEY[table.unit])).alias(RECORD_KEY))
     carried = Dimension.model_construct(name=RECORD_KEY, source=RECORD_KEY)
     with_key = table.model_copy(update={"dimensions": (*table.dimensions, carried)})
-    names = table.dimension_names
-    return (
-        units(keyed, with_key, hierarchies)
-        .group_by(names)
-        .agg((pl.col(RECORD_KEY).cast(pl.Int64).sum() % 256).alias(CELL_KEY))
+    return cells_of(
+        units(keyed, with_key, hierarchies),
+        table,
+        (pl.col(RECORD_KEY).cast(pl.Int64).sum() % 256).alias(CELL_KEY),
     )
 
 
@@ -108,9 +108,7 @@ def perturb_table(
     groups of a sensitive dimension); `_primary`/`_attribute` as tabulate's counts expect."""
     names = table.dimension_names
     noise = noise_frame(ptable) if noise is None else noise
-    cells = true_cells(population, table, hierarchies).join(
-        _cell_keys(population, table, hierarchies), on=names, how="left", nulls_equal=True
-    )
+    cells = _cells_with_keys(population, table, hierarchies)
     cells = (
         cells.with_columns(
             pl.col(CELL_KEY).fill_null(0),

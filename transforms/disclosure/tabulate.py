@@ -142,10 +142,14 @@ def true_cells(
     population: pl.DataFrame, table: CohortTable, hierarchies: dict[str, Hierarchy]
 ) -> pl.DataFrame:
     """The true count of every cell, as `_true`; a sensitive dimension's zeros included."""
+    return cells_of(units(population, table, hierarchies), table)
+
+
+def cells_of(counted: pl.DataFrame, table: CohortTable, *more: pl.Expr) -> pl.DataFrame:
+    """`true_cells` from the table's units (`units`), with `more` aggregations of them per
+    cell (null in a sensitive dimension's zero cells)."""
     names = table.dimension_names
-    cells = units(population, table, hierarchies).group_by(names).agg(
-        pl.len().cast(pl.Int64).alias(TRUE)
-    )
+    cells = counted.group_by(names).agg(pl.len().cast(pl.Int64).alias(TRUE), *more)
     for d in table.dimensions:
         if not d.sensitive:
             continue
