@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse import coo_array
@@ -78,7 +79,7 @@ def test_components_match_scipy_on_large_random_graphs(seed, n, density, rules):
 
 
 @settings(deadline=None, max_examples=100)
-@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "ab", "", "B", "a "])), max_size=60))
+@given(st.lists(st.none() | st.sampled_from(["a", "b", "ab", "", "B", "a "]), max_size=60))
 def test_codes_are_dense_equal_for_equal_values_and_minus_one_for_null(values):
     codes = codes_of(pl.Series("v", values, dtype=pl.String))
     assert codes.shape == (len(values),)
@@ -87,3 +88,8 @@ def test_codes_are_dense_equal_for_equal_values_and_minus_one_for_null(values):
     seen = {v: c for v, c in zip(values, codes, strict=True) if v is not None}
     assert [seen[v] for v in values if v is not None] == [c for c in codes if c >= 0]
     assert sorted(set(seen.values())) == list(range(len(seen)))  # dense: households counts this
+
+
+def test_labels_that_are_not_each_components_smallest_record_are_refused():
+    with pytest.raises(ValueError, match="smallest record"):
+        join_components(np.array([1, 0, 2]), np.array([0, -1, 0]))

@@ -44,25 +44,27 @@ def group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 
 
 def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Join existing components (`labels`) through records sharing a code (>= 0)."""
+    """Join existing components through records sharing a code (>= 0).
+
+    `labels` holds each record's component as its smallest record index (as `relabel` gives).
+    The smallest label is propagated between components and codes over the records that hold
+    a code only, not over every record: a rule whose identifier few records hold (an NHS
+    number) costs what those records cost.
+    """
+    if not np.array_equal(labels[labels], labels):
+        raise ValueError("join_components: labels must be each component's smallest record")
     has = codes >= 0
     if not has.any():
         return labels.copy()
-    g = codes[has]
-    n = labels.shape[0]
-    current = labels.copy()
+    component, code = labels[has], codes[has]
+    smallest = np.arange(labels.shape[0], dtype=np.int64)  # per component label
+    size = int(code.max()) + 1
     while True:
-        by_code = group_min(g, current[has], int(g.max()) + 1)
-        proposal = current.copy()
-        proposal[has] = np.minimum(current[has], by_code[g])
-        # Spread the new minimum to every record of the old component.
-        by_label = group_min(labels, proposal, n)
-        proposal = np.minimum(proposal, by_label[labels])
-        by_label = group_min(current, proposal, n)
-        proposal = np.minimum(proposal, by_label[current])
-        if np.array_equal(proposal, current):
-            return current
-        current = proposal
+        by_code = group_min(code, smallest[component], size)
+        before = smallest.copy()
+        np.minimum.at(smallest, component, by_code[code])
+        if np.array_equal(before, smallest):
+            return smallest[labels]
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
