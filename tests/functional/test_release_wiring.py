@@ -106,32 +106,27 @@ def test_staging_runs_the_gates_on_what_it_tabulated(run, monkeypatch):
     import flows.share_cohorts as wiring
 
     root, contracts, _, _ = run
-    real = wiring.protect_release
+    def publishing_first_cell(real, value):
+        """`real`, with the first cell of its first table shown (not withheld) as `value`."""
 
-    def publishes_a_three(*args, **kwargs):
-        protected = real(*args, **kwargs)
-        name, frame = next(iter(protected.tables.items()))
-        first = pl.int_range(pl.len()) == 0
-        unit = next(c for c in ("people", "households") if c in frame.columns)
-        protected.tables[name] = frame.with_columns(
-            pl.when(first).then(3).otherwise(pl.col(unit)).alias(unit),
-            pl.when(first).then(False).otherwise(pl.col("withheld")).alias("withheld"),
-        )
-        return protected
+        def corrupted(*args, **kwargs):
+            protected = real(*args, **kwargs)
+            name, frame = next(iter(protected.tables.items()))
+            first = pl.int_range(pl.len()) == 0
+            unit = next(c for c in ("people", "households") if c in frame.columns)
+            protected.tables[name] = frame.with_columns(
+                pl.when(first).then(value(pl.col(unit))).otherwise(pl.col(unit)).alias(unit),
+                pl.when(first).then(False).otherwise(pl.col("withheld")).alias("withheld"),
+            )
+            return protected
 
-    real_perturb = wiring.perturb_release
+        return corrupted
 
-    def publishes_one_more(*args, **kwargs):
-        # Under cell-key perturbation a 3 may be a real published count: add one instead.
-        protected = real_perturb(*args, **kwargs)
-        name, frame = next(iter(protected.tables.items()))
-        first = pl.int_range(pl.len()) == 0
-        unit = next(c for c in ("people", "households") if c in frame.columns)
-        protected.tables[name] = frame.with_columns(
-            pl.when(first).then(pl.col(unit).fill_null(3) + 1).otherwise(pl.col(unit)).alias(unit),
-            pl.when(first).then(False).otherwise(pl.col("withheld")).alias("withheld"),
-        )
-        return protected
+    publishes_a_three = publishing_first_cell(wiring.protect_release, lambda _: pl.lit(3))
+    # Under cell-key perturbation a 3 may be a real published count: add one instead.
+    publishes_one_more = publishing_first_cell(
+        wiring.perturb_release, lambda count: count.fill_null(3) + 1
+    )
 
     monkeypatch.setattr(wiring, "protect_release", publishes_a_three)
     monkeypatch.setattr(wiring, "perturb_release", publishes_one_more)

@@ -242,20 +242,20 @@ def differencing_audit(
     root: Path,
     release_id: str,
     staged: dict[str, Path],
+    tables: dict[str, pl.DataFrame],
+    population: pl.DataFrame,
     cohorts: CohortDefinitions,
     policy: DisclosurePolicy,
-    hierarchies: Path,
+    hierarchies: dict,
 ) -> dict[str, Any]:
-    """The independent LP audit again, on the staged files as they now are, against the
-    release the tables were counted from and the last release published before this one."""
-    population = pl.read_parquet(history.population_path(root, release_id))
-    tables = {name: pl.read_parquet(path) for name, path in staged.items()}
-    loaded = load_hierarchies(hierarchies)
-    perturbation = check_perturbation(staged, population, cohorts, policy, loaded)
+    """The independent LP audit again, on the staged files as they now are (`tables`, read
+    from `staged`), against the release the tables were counted from (`population`) and the
+    last release published before this one."""
+    perturbation = check_perturbation(staged, population, cohorts, policy, hierarchies)
     result = differencing.audit_gate(
         population,
         cohorts,
-        loaded,
+        hierarchies,
         tables,
         policy,
         history.previous_release(root, cohorts, before=release_id),
@@ -356,25 +356,11 @@ def recheck(root: Path, release_id: str, staged_folder: Path) -> CheckCounts:
             f"release {release_id}: staged table(s) missing: {', '.join(missing)}"
         )
     counts = check_release(staged, folder / "anonymised.parquet", cohorts, policy)
-    differencing_audit(root, release_id, staged, cohorts, policy, folder / "hierarchies")
-    check_magnitudes(root, release_id, staged, cohorts, policy, folder / "hierarchies")
-    return counts
-
-
-def check_magnitudes(
-    root: Path,
-    release_id: str,
-    staged: dict[str, Path],
-    cohorts: CohortDefinitions,
-    policy: DisclosurePolicy,
-    hierarchies: Path,
-) -> dict[str, Any]:
-    """Sums and medians again, on the staged files: none from a sensitive cell, recomputed from
-    the population the release was counted from, and no withheld sum recoverable."""
-    if not any(t.measure is not None for t in cohorts.tables):
-        return {}
+    # Read once for both audits: the population is a row per resident.
     population = pl.read_parquet(history.population_path(root, release_id))
     tables = {name: pl.read_parquet(path) for name, path in staged.items()}
-    return magnitude_audit.audit_measures(
-        tables, population, cohorts, policy, load_hierarchies(hierarchies)
-    )
+    hierarchies = load_hierarchies(folder / "hierarchies")
+    differencing_audit(root, release_id, staged, tables, population, cohorts, policy, hierarchies)
+    # Sums and medians again: none from a sensitive cell, and no withheld sum recoverable.
+    magnitude_audit.audit_measures(tables, population, cohorts, policy, hierarchies)
+    return counts
