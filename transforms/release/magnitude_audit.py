@@ -108,7 +108,7 @@ class SumAuditor:
         varied = list(dict.fromkeys(d.source for t in tables for d in t.dimensions if d.sensitive))
         recount.coarsen(_finest_levels(tables, recount.columns))
         units, atoms_table = recount.atoms(unit, _columns(tables, recount), varied)
-        recount.con.register("unit_atoms", units)
+        recount.register("unit_atoms", units)
         source = _unit_source(unit)
         key = UNIT_KEY[unit]
         sums = recount.con.sql(
@@ -220,7 +220,7 @@ def _cell_statistics(recount: _Recount, table: Any) -> pl.DataFrame:
     columns = [c for c in dict.fromkeys(columns) if c not in UNIT_KEY.values()]
     atoms_table = recount.units_as_atoms(table.unit, [*columns, attribute])
     member = recount.cells(table, atoms_table)
-    recount.con.register("member", member)
+    recount.register("member", member)
     names = ", ".join(f'm."{n}"' for n in table.dimension_names)
     return recount.con.sql(
         f"SELECT {names}, count(*) AS n, sum(coalesce(a.\"{attribute}\", 0)) AS total, "
