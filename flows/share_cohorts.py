@@ -65,12 +65,12 @@ from transforms.files import write_parquet
 from transforms.identity import (
     GEOGRAPHY_FILE,
     PersonFeatures,
-    apply_opt_outs,
     build_population,
     latest_tokens,
     link_files,
     load_geography,
     load_linkage_rules,
+    objecting_residents,
     person_features,
     pseudonymise_slices,
     read_register,
@@ -282,12 +282,14 @@ def link_population(settings: Settings, key_id: str, features: PersonFeatures) -
     linked, tokens, link_counts = link_files(list(inputs), rules)
     register, register_id = read_register(registers)
     purpose = load_transparency(settings.contracts / TRANSPARENCY_FILE).purpose.code
-    linked, opt_outs = apply_opt_outs(
+    removed, opt_outs = objecting_residents(
         linked, register, rules, purpose, release_extract_date(inputs), tokens=tokens
     )
     del tokens
     opt_outs.register_delivery_id = register_id
-    population, _incomplete, population_counts = build_population(linked, features)
+    population, _incomplete, population_counts = build_population(
+        linked, features, removed=removed
+    )
     del linked
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)

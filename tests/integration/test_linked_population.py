@@ -24,6 +24,7 @@ from transforms.identity import (
     link,
     link_files,
     load_linkage_rules,
+    objecting_residents,
     person_features,
 )
 
@@ -54,8 +55,12 @@ def test_partitioned_population_from_files_is_mains(council):
     paths, register, rules, features = council
     linked, tokens, counts = link_files(paths, rules)
     assert not [c for c in linked.columns if c.startswith("tok_")]  # tokens stay on disk
-    linked, opt_outs = apply_opt_outs(linked, register, rules, PURPOSE, EXTRACT_DATE, tokens)
-    population, _, _ = build_population(linked, features, partitions=3)
+    # As the flow does: the objecting residents' records left out partition by partition.
+    removed, opt_outs = objecting_residents(
+        linked, register, rules, PURPOSE, EXTRACT_DATE, tokens
+    )
+    population, _, built = build_population(linked, features, partitions=3, removed=removed)
+    assert built.records == linked.height - opt_outs.records_removed
     # The council exercises what could differ: conflicts refused, objections applied.
     assert counts.conflicts > 100 and opt_outs.residents_removed > 100
     assert population.height > 40_000

@@ -12,6 +12,7 @@ from transforms.identity.link import link, link_files
 from transforms.identity.linkage_rules import load_linkage_rules
 from transforms.identity.opt_out import (
     apply_opt_outs,
+    objecting_residents,
     read_register,
     registers_apart,
     release_extract_date,
@@ -37,6 +38,7 @@ __all__ = [
     "link_files",
     "load_geography",
     "load_linkage_rules",
+    "objecting_residents",
     "pseudonymise",
     "pseudonymise_slices",
     "read_metadata",

@@ -220,10 +220,12 @@ class TokenColumns:
     record (docs/operations.md, Scale).
     """
 
-    def __init__(self, height: int, names: set[str], get) -> None:
+    def __init__(self, height: int, names: set[str], get, parts=None) -> None:
         self.height = height
         self.names = names
         self._get = get
+        # (offset of the part's first record, a lazy frame of its rows) for `rows_holding`.
+        self._parts = parts
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> TokenColumns:
@@ -248,10 +250,33 @@ class TokenColumns:
                 name, [], pl.String
             )
 
-        return cls(sum(heights), names, get)
+        offsets = [sum(heights[:i]) for i in range(len(paths))]
+        parts = [(o, p, schema) for o, p, schema in zip(offsets, paths, schemas, strict=True)]
+        return cls(sum(heights), names, get, parts)
 
     def get(self, name: str) -> pl.Series:
         return self._get(name)
+
+    def rows_holding(self, name: str, values: pl.Series) -> pl.DataFrame:
+        """(`_row`: record number, `name`: token) of the records whose token is one of
+        `values`. From files, only those records are kept as the column is read: matching a
+        few hundred thousand objections no longer holds 10M tokens in memory."""
+        wanted = pl.col(name).is_in(values.cast(pl.String).implode())
+        if self._parts is None:
+            column = self.get(name).cast(pl.String)
+            return column.to_frame().with_row_index("_row").filter(wanted)
+        found = [
+            pl.scan_parquet(path)
+            .select(pl.col(name).cast(pl.String))
+            .with_row_index("_row", offset=offset)
+            .filter(wanted)
+            .collect()
+            for offset, path, schema in self._parts
+            if name in schema
+        ]
+        return pl.concat(found) if found else pl.DataFrame(
+            schema={"_row": pl.UInt32, name: pl.String}
+        )
 
 
 def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkCounts]:

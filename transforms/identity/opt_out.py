@@ -78,9 +78,26 @@ def apply_opt_outs(
     with its token columns as `tokens`, row for row; `register` the opt-out register's token
     frame (tokens, row_number, objection_date, scope), or None if none was ever accepted.
     """
+    removed, counts = objecting_residents(linked, register, rules, purpose, as_of, tokens)
+    if removed.len() == 0:
+        return linked, counts
+    return linked.filter(~pl.col("person_key").is_in(removed.implode())), counts
+
+
+def objecting_residents(
+    linked: pl.DataFrame,
+    register: pl.DataFrame | None,
+    rules: LinkageRules,
+    purpose: str,
+    as_of: date,
+    tokens: TokenColumns | None = None,
+) -> tuple[pl.Series, OptOutCounts]:
+    """The person keys of the residents whose objection applies, and the counts, for a caller
+    that leaves their records out as it reads them (`build_population(removed=...)`): a
+    filtered copy of 10M records held 3.5 GB more at its peak."""
     counts = OptOutCounts(purpose=purpose, as_of=as_of.isoformat())
     if register is None or register.height == 0:
-        return linked, counts
+        return pl.Series("person_key", [], dtype=pl.String), counts
     objections = register.select(
         pl.col("row_number").alias("_objection"),
         pl.col("scope").is_in([SCOPE_ALL, purpose]).alias("_in_scope"),
@@ -115,7 +132,7 @@ def apply_opt_outs(
         .group_by("department").len().sort("department").iter_rows()
     )
     counts.records_removed_by_department = {d: int(n) for d, n in by_department}
-    return linked.filter(~removed), counts
+    return people.get_column("person_key"), counts
 
 
 def _matches(
@@ -129,11 +146,10 @@ def _matches(
             continue
         left = register.select(pl.col("row_number").alias("_objection"), column).drop_nulls()
         # Only records holding a token some objection holds can match: a small share.
-        right = (
-            pl.DataFrame([linked.get_column("person_key"), tokens.get(column)])
-            .filter(pl.col(column).is_in(left.get_column(column).implode()))
-            .unique()
-        )
+        held = tokens.rows_holding(column, left.get_column(column))
+        right = held.select(
+            linked.get_column("person_key").gather(held.get_column("_row")), column
+        ).unique()
         found.append(
             left.join(right, on=column).select(
                 "_objection", "person_key", pl.lit(priority, dtype=pl.Int64).alias("_rule")

