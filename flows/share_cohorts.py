@@ -54,6 +54,7 @@ from schemas.transparency import TRANSPARENCY_FILE, load_transparency
 from transforms.disclosure import (
     anonymise,
     check_definitions,
+    columns_read,
     load_hierarchies,
     magnitude_rules,
     measure_tables,
@@ -360,7 +361,8 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     cohorts = load_cohorts(settings.contracts / "cohorts.yaml")
     hierarchies = load_hierarchies(settings.contracts / "hierarchies")
     population_file = settings.root / "secure" / "linked" / "population.parquet"
-    population = pl.read_parquet(population_file)
+    columns = columns_read(cohorts, list(pl.read_parquet_schema(population_file)))
+    population = pl.read_parquet(population_file, columns=columns)
     previous = history.previous_release(settings.root, cohorts)
     auditor = differencing.Auditor(population, cohorts, hierarchies, policy, previous)
 

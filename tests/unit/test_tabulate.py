@@ -4,10 +4,10 @@ rows, and each kind of dimension (level, bands, expand each and pair, where, sen
 import polars as pl
 import pytest
 
-from schemas.cohorts import CohortTable, Dimension
+from schemas.cohorts import CohortDefinitions, CohortTable, Dimension, Measure
 from schemas.policy import SMALL_NUMBER_RULES, DisclosurePolicy
 from transforms.disclosure.hierarchy import from_table
-from transforms.disclosure.tabulate import round_to_base, tabulate
+from transforms.disclosure.tabulate import columns_read, round_to_base, tabulate
 
 
 def _table(*dimensions: Dimension, unit: str = "people", where: str | None = None):
@@ -159,3 +159,20 @@ def test_all_or_none_of_a_group_sharing_a_sensitive_value_is_withheld(in_arrears
     assert sorted(w1["in_rent_arrears"]) == ["no", "yes"]
     assert w1["withheld"].all() is withheld
     assert (counts.cells_attribute_disclosure == 2) is withheld
+
+
+def test_a_release_reads_the_columns_its_tables_use_and_no_other():
+    measured = _table(Dimension(name="area", source="lsoa"), where="in_rent_arrears AND age >= 18")
+    measured = measured.model_copy(update={
+        "name": "cohort_award",
+        "measure": Measure(kind="sum", attribute="weekly_amount", unit="pounds per week"),
+    })
+    households = _table(Dimension(name="size", source="household_size"), unit="households")
+    cohorts = CohortDefinitions(tables=(measured, households))
+    available = ["person_key", "household_key", "age", "sex", "lsoa", "in_rent_arrears",
+                 "weekly_amount", "household_size", "support_reason", "tenure"]
+    # Dimensions, filters, measures and both unit keys, in the population's order.
+    assert columns_read(cohorts, available) == [
+        "person_key", "household_key", "age", "lsoa", "in_rent_arrears", "weekly_amount",
+        "household_size",
+    ]

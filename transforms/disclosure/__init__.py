@@ -9,13 +9,14 @@ from transforms.disclosure.definitions import check_definitions
 from transforms.disclosure.hierarchy import load_hierarchies
 from transforms.disclosure.magnitude import MeasuredRelease, magnitude_rules, measure_tables
 from transforms.disclosure.protect import ProtectedRelease, protect_release, worst_hidden_share
-from transforms.disclosure.tabulate import tabulate
+from transforms.disclosure.tabulate import columns_read, tabulate
 
 __all__ = [
     "MeasuredRelease",
     "ProtectedRelease",
     "anonymise",
     "check_definitions",
+    "columns_read",
     "load_hierarchies",
     "perturb_release",
     "magnitude_rules",
