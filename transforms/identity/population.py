@@ -160,14 +160,16 @@ def _combined(attribute: Attribute) -> pl.Expr:
     return combined.alias(attribute.name)
 
 
-def _attributes(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataFrame]:
+def _attributes(
+    linked: pl.DataFrame, features: PersonFeatures, rows: pl.Expr
+) -> list[pl.DataFrame]:
     """One frame per department: person_key and that department's combined attributes."""
     frames = []
     for department in features.departments:
         declared = [a for a in features.attributes if a.department == department]
         if not declared:
             continue
-        records = linked.filter(pl.col("department") == department).sort("row_number")
+        records = linked.filter(rows & (pl.col("department") == department)).sort("row_number")
         records = records.with_columns(
             pl.lit(None, dtype=a.dtype).alias(a.name)
             for a in declared
@@ -177,10 +179,12 @@ def _attributes(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataF
     return frames
 
 
-def _indicators(linked: pl.DataFrame, features: PersonFeatures) -> list[pl.DataFrame]:
+def _indicators(
+    linked: pl.DataFrame, features: PersonFeatures, rows: pl.Expr
+) -> list[pl.DataFrame]:
     frames = []
     for indicator in features.indicators:
-        records = linked.filter(pl.col("department") == indicator.department)
+        records = linked.filter(rows & (pl.col("department") == indicator.department))
         if records.height == 0:
             schema = {"person_key": pl.String, indicator.name: pl.Boolean}
             frames.append(pl.DataFrame(schema=schema))
@@ -219,10 +223,11 @@ PEOPLE_COLUMNS = ("person_key", "household_key", "age", "sex", "ethnicity", "lso
 
 
 def _people(
-    linked: pl.DataFrame, features: PersonFeatures, priority: dict[str, int]
+    linked: pl.DataFrame, features: PersonFeatures, priority: dict[str, int], rows: pl.Expr
 ) -> pl.DataFrame:
-    """One row per person of `linked` (which holds every record of each of its persons): the
-    base columns, attributes and indicators."""
+    """One row per person of `linked`'s `rows` (which hold every record of each of their
+    persons): the base columns, attributes and indicators. The rows are picked as each part
+    is read, not copied out first (1M records: the build's peak 1.3 -> 1.0 GB)."""
     # Sorted by person, then by how trusted the department is: the groups come out in person
     # key order and each value is taken from the most trusted record that has one. Only the
     # columns read here are sorted.
@@ -230,7 +235,7 @@ def _people(
         "person_key", "household_key", "age", "sex", "ethnicity", "lsoa", "department",
         "row_number",
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank"),
-    ).sort("person_key", "_rank", "row_number")
+    ).filter(rows).sort("person_key", "_rank", "row_number")
     people = ranked.group_by("person_key", maintain_order=True).agg(
         pl.col("household_key").drop_nulls().first(),
         pl.col("age").drop_nulls().first().cast(pl.String).fill_null(AGE_UNKNOWN),
@@ -240,7 +245,7 @@ def _people(
         pl.col("department").unique().sort().alias("departments"),
     )
     del ranked
-    for frame in [*_attributes(linked, features), *_indicators(linked, features)]:
+    for frame in [*_attributes(linked, features, rows), *_indicators(linked, features, rows)]:
         people = people.join(frame, on="person_key", how="left", maintain_order="left")
     return people
 
@@ -269,14 +274,13 @@ def build_population(
         kept = ~linked.get_column("person_key").is_in(removed.implode())
     records = linked.height if kept is None else int(kept.sum())
     parts = partitions or partitions_for(records)
+    every = pl.lit(True) if kept is None else pl.lit(kept)
     if parts == 1:
-        built = [_people(linked if kept is None else linked.filter(kept), features, priority)]
+        built = [_people(linked, features, priority, every)]
     else:
         part = person_partition(linked.get_column("person_key"), parts)
         built = [
-            _people(linked.filter(part == i if kept is None else kept & (part == i)),
-                    features, priority)
-            for i in range(parts)
+            _people(linked, features, priority, every & pl.lit(part == i)) for i in range(parts)
         ]
         del part
     # How many departments know each household: its members may sit in different partitions.
