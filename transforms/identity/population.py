@@ -223,11 +223,13 @@ PEOPLE_COLUMNS = ("person_key", "household_key", "age", "sex", "ethnicity", "lso
 
 
 def _people(
-    linked: pl.DataFrame, features: PersonFeatures, priority: dict[str, int], rows: pl.Expr
+    linked: pl.DataFrame,
+    features: PersonFeatures,
+    priority: dict[str, int],
+    rows: pl.Expr = pl.lit(True),  # noqa: B008 - an immutable expression
 ) -> pl.DataFrame:
     """One row per person of `linked`'s `rows` (which hold every record of each of their
-    persons): the base columns, attributes and indicators. The rows are picked as each part
-    is read, not copied out first (1M records: the build's peak 1.3 -> 1.0 GB)."""
+    persons): the base columns, attributes and indicators."""
     # Sorted by person, then by how trusted the department is: the groups come out in person
     # key order and each value is taken from the most trusted record that has one. Only the
     # columns read here are sorted.
@@ -274,13 +276,17 @@ def build_population(
         kept = ~linked.get_column("person_key").is_in(removed.implode())
     records = linked.height if kept is None else int(kept.sum())
     parts = partitions or partitions_for(records)
-    every = pl.lit(True) if kept is None else pl.lit(kept)
     if parts == 1:
-        built = [_people(linked, features, priority, every)]
+        # The kept records are picked as they are read: copying them first cost 30% more.
+        built = [_people(linked, features, priority, pl.lit(True if kept is None else kept))]
     else:
+        # Each partition copied out once: cheaper than picking its rows from every record at
+        # each step (10M records: 6 s and 0.4 GB more that way).
         part = person_partition(linked.get_column("person_key"), parts)
         built = [
-            _people(linked, features, priority, every & pl.lit(part == i)) for i in range(parts)
+            _people(linked.filter(part == i if kept is None else kept & (part == i)),
+                    features, priority)
+            for i in range(parts)
         ]
         del part
     # How many departments know each household: its members may sit in different partitions.
