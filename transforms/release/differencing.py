@@ -1130,7 +1130,7 @@ def raise_on_failures(result: AuditResult) -> None:
 
 def _explain(failure: Failure) -> str:
     if failure.kind == "interval":
-        return f"interval of width {failure.width} (the policy asks for at least more)"
+        return f"interval of width {failure.width}, narrower than the policy's protection width"
     if failure.kind == "small":
         return "a count smaller than the policy publishes is shown"
     return f"{failure.kind} of the group share this value"
