@@ -372,15 +372,15 @@ def _person_keys(
     for i, rule in enumerate(rules.rules):
         if rule.token_column not in source.names:
             continue
-        tokens = source.get(rule.token_column)
-        candidates = pl.DataFrame({"_person": labels, "t": tokens}).filter(
-            pl.col("t").is_not_null() & pl.lit(pl.Series(~assigned[labels]))
+        # One query, so the filtered records are never a frame of their own.
+        best = (
+            pl.DataFrame({"_person": labels, "t": source.get(rule.token_column)})
+            .lazy()
+            .filter(pl.col("t").is_not_null() & pl.lit(pl.Series(~assigned[labels])))
+            .group_by("_person")
+            .agg((pl.lit(f"{i:02d}:") + pl.col("t").min()).alias("best"))
+            .collect()
         )
-        del tokens
-        best = candidates.group_by("_person").agg(
-            (pl.lit(f"{i:02d}:") + pl.col("t").min()).alias("best")
-        )
-        del candidates
         assigned[best.get_column("_person").to_numpy()] = True
         found.append(best)
     persons = np.flatnonzero(labels == np.arange(n))  # one root per person, ascending
