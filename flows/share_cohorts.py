@@ -178,6 +178,25 @@ def _arrival(path: Path) -> tuple[float, str]:
         return 0.0, path.name
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # vanished or dangling: its task reports it
+        return 0
+
+
+def receiving_order(deliveries: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Departments with the most to read first, each one's files by arrival: the workers take
+    tasks in this order, so the largest extract no longer starts last and finishes alone while
+    the other workers idle (10M rows: council tax, 6M of them, started fourth)."""
+    sizes: dict[str, int] = {}
+    for department, path in deliveries:
+        sizes[department] = sizes.get(department, 0) + _size(path)
+    return sorted(
+        deliveries, key=lambda found: (-sizes[found[0]], found[0], _arrival(found[1]))
+    )
+
+
 def _retry_after_io_error(task, task_run, state) -> bool:
     """Retry a delivery only when it failed on I/O; a bug or a bad file fails the same again."""
     error = state.data if isinstance(state.data, BaseException) else None
@@ -690,7 +709,7 @@ def build_release(
     key_id = resolve_key(demo=settings.demo).key_id
     with holding_root_lock(settings.root, "release build", lock_wait_seconds):
         landing = landing_files(settings.root, contract_set)
-        files = sorted(landing.deliveries, key=lambda found: (found[0], _arrival(found[1])))
+        files = receiving_order(landing.deliveries)
         logger.info("found %d landing file(s) for %d contract(s)", len(files), len(contract_set))
         for item in landing.not_ingested:
             logger.warning("not ingested: landing/%s: %s", item.path, item.reason)
