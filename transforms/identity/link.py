@@ -225,7 +225,7 @@ class TokenColumns:
         self.height = height
         self.names = names
         self._get = get
-        # (offset of the part's first record, a lazy frame of its rows) for `rows_holding`.
+        # (offset of its first record, path, schema) per token file, for `rows_holding`.
         self._parts = parts
 
     @classmethod
