@@ -221,16 +221,19 @@ class TokenColumns:
     record (docs/operations.md, Scale).
     """
 
-    def __init__(self, height: int, names: set[str], get, parts=None) -> None:
+    def __init__(self, height: int, names: set[str], get, holding) -> None:
         self.height = height
         self.names = names
         self._get = get
-        # (offset of its first record, path, schema) per token file, for `rows_holding`.
-        self._parts = parts
+        self._holding = holding
 
     @classmethod
     def from_frame(cls, frame: pl.DataFrame) -> TokenColumns:
-        return cls(frame.height, set(frame.columns), frame.get_column)
+        def holding(name: str, wanted: pl.Expr) -> pl.DataFrame:
+            column = frame.get_column(name).cast(pl.String)
+            return column.to_frame().with_row_index("_row").filter(wanted)
+
+        return cls(frame.height, set(frame.columns), frame.get_column, holding)
 
     @classmethod
     def from_files(cls, paths: list) -> TokenColumns:
@@ -238,22 +241,36 @@ class TokenColumns:
         them); a file without a column contributes nulls."""
         schemas = [pl.read_parquet_schema(p) for p in paths]
         heights = [pl.scan_parquet(p).select(pl.len()).collect().item() for p in paths]
+        offsets = [sum(heights[:i]) for i in range(len(paths))]
+        files = list(zip(paths, schemas, heights, offsets, strict=True))
         names = {c for schema in schemas for c in schema if c.startswith(TOKEN_PREFIX)}
 
         def get(name: str) -> pl.Series:
             parts = [
                 pl.read_parquet(p, columns=[name]).get_column(name).cast(pl.String)
                 if name in schema else pl.repeat(None, h, dtype=pl.String, eager=True)
-                for p, schema, h in zip(paths, schemas, heights, strict=True)
+                for p, schema, h, _ in files
             ]
             # Rechunked: grouping 10M tokens in 14 chunks takes twice as long as in one.
             return pl.concat(parts, rechunk=True).alias(name) if parts else pl.Series(
                 name, [], pl.String
             )
 
-        offsets = [sum(heights[:i]) for i in range(len(paths))]
-        parts = [(o, p, schema) for o, p, schema in zip(offsets, paths, schemas, strict=True)]
-        return cls(sum(heights), names, get, parts)
+        def holding(name: str, wanted: pl.Expr) -> pl.DataFrame:
+            found = [
+                pl.scan_parquet(p)
+                .select(pl.col(name).cast(pl.String))
+                .with_row_index("_row", offset=offset)
+                .filter(wanted)
+                .collect()
+                for p, schema, _, offset in files
+                if name in schema
+            ]
+            return pl.concat(found) if found else pl.DataFrame(
+                schema={"_row": pl.UInt32, name: pl.String}
+            )
+
+        return cls(sum(heights), names, get, holding)
 
     def get(self, name: str) -> pl.Series:
         return self._get(name)
@@ -262,22 +279,7 @@ class TokenColumns:
         """(`_row`: record number, `name`: token) of the records whose token is one of
         `values`. From files, only those records are kept as the column is read: matching a
         few hundred thousand objections no longer holds 10M tokens in memory."""
-        wanted = pl.col(name).is_in(values.cast(pl.String).implode())
-        if self._parts is None:
-            column = self.get(name).cast(pl.String)
-            return column.to_frame().with_row_index("_row").filter(wanted)
-        found = [
-            pl.scan_parquet(path)
-            .select(pl.col(name).cast(pl.String))
-            .with_row_index("_row", offset=offset)
-            .filter(wanted)
-            .collect()
-            for offset, path, schema in self._parts
-            if name in schema
-        ]
-        return pl.concat(found) if found else pl.DataFrame(
-            schema={"_row": pl.UInt32, name: pl.String}
-        )
+        return self._holding(name, pl.col(name).is_in(values.cast(pl.String).implode()))
 
 
 def link(tokens: pl.DataFrame, rules: LinkageRules) -> tuple[pl.DataFrame, LinkCounts]:
@@ -327,7 +329,7 @@ def link_columns(
         order: list[LinkageRule] = []
         for rule in rules.rules:
             order += [*(vetoes[i] for i in rule.vetoed_by), rule]
-        for rule in [*order, *vetoes.values()]:
+        for rule in order:  # every veto is some rule's (`veto_identifiers`)
             if rule.name not in pending:
                 pending[rule.name] = coder.submit(_codes, source, rule.token_column, n)
         labels = _apply_rules(rules, n, counts, lambda name: pending[name].result())
