@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.files import METADATA_KEY, read_metadata, write_atomically, write_parquet
+from transforms.files import METADATA_KEY, read_metadata, write_atomically
 from transforms.identity.linkage_rules import TOKEN_PREFIX
 from transforms.intake import DeliveryRegistry, latest_by_arrival
 
@@ -33,13 +33,7 @@ def write_tokens(
     root: Path, outcome: Any, tokens: pl.DataFrame, key_id: str, counts: dict[str, Any]
 ) -> Path:
     """Write one delivery's tokens; `counts` (pseudonymisation counts) travel in the metadata."""
-    folder = tokens_dir(root) / outcome.department
-    folder.mkdir(parents=True, exist_ok=True)
-    name = token_file_name(outcome)
-    meta = _metadata(outcome, key_id, counts)
-    target = folder / name
-    write_parquet(tokens, target, meta)
-    return target
+    return _write(root, outcome, [tokens], key_id, lambda: counts)
 
 
 def write_token_slices(
@@ -47,6 +41,14 @@ def write_token_slices(
 ) -> Path:
     """Write one delivery's tokens slice by slice (`pseudonymise_slices`), so only one slice is
     in memory; `counts` (complete once the slices are consumed) go in the file's metadata."""
+    return _write(root, outcome, slices, key_id, counts.to_dict)
+
+
+def _write(
+    root: Path, outcome: Any, slices: Iterable[pl.DataFrame], key_id: str, counts
+) -> Path:
+    """One token file, written the same way however its rows come; `counts()` is read once the
+    rows are written."""
     folder = tokens_dir(root) / outcome.department
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / token_file_name(outcome)
@@ -60,7 +62,7 @@ def write_token_slices(
                 if writer is None:
                     writer = _token_writer(temporary, table.schema)
                 writer.write_table(table.cast(writer.schema))
-            meta = _metadata(outcome, key_id, counts.to_dict())
+            meta = _metadata(outcome, key_id, counts())
             writer.add_key_value_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
         finally:
             if writer is not None:
