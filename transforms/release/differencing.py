@@ -418,7 +418,9 @@ def _membership(
     for table in tables:
         rows = recount.cells(table, atoms_table)
         names = table.dimension_names
-        keys = rows.select(names).unique(maintain_order=True)
+        # Numbered in value order, not in the order DuckDB's threads return the groups: the
+        # same release is then the same LP, so staging and the approval re-check agree.
+        keys = rows.select(names).unique().sort(names, nulls_last=True)
         ids = cells.ids(release, table.name, keys.rows())
         keys = keys.with_columns(pl.Series("cell", ids, dtype=pl.Int64))
         parts.append(
@@ -1057,6 +1059,7 @@ def _joint(
         .join(p_sig.rename({"sig": "then"}), on="unit_key", how="full", coalesce=True)
         .select("then", "now")
         .unique()
+        .sort("then", "now", nulls_last=True)
         .with_row_index("col")
         .with_columns(pl.col("col").cast(pl.Int64))
     )
