@@ -159,6 +159,21 @@ def test_gate_re_derives_every_count_and_fails_on_one_changed(tmp_path):
         gates.check_perturbation(staged, SECOND, BOTH, POLICY, {})
 
 
+def test_gate_reads_every_units_record_key(tmp_path):
+    # Counts right but noise drawn for other cell keys: the gate recomputes each cell's key
+    # from its units' pseudonyms, so a release perturbed with the wrong keys fails it.
+    release = perturb_release(SECOND, BOTH, POLICY, {})
+    staged = _stage(tmp_path, release.tables)
+    shifted = SECOND.with_columns(
+        person_key=pl.col("person_key").str.slice(0, 25)
+        + pl.col("person_key").str.slice(25).str.replace_many(
+            list("0123456789abcdef"), list("123456789abcdef0")
+        )
+    )
+    with pytest.raises(DisclosureError, match=r"published count\(s\) are not the true count"):
+        gates.check_perturbation(staged, shifted, BOTH, POLICY, {})
+
+
 def test_release_gate_refuses_a_published_one_or_two(tmp_path):
     release = perturb_release(SECOND, BOTH, POLICY, {})
     population = tmp_path / "population.parquet"

@@ -195,7 +195,17 @@ def check_perturbation(
             columns = list(dict.fromkeys(c for c in columns if c not in keys))
             recount.coarsen(differencing._finest_levels(tables, recount.columns))
             units, atoms_table = recount.atoms(unit, columns, [])
+            # Per atom its units and the sum of their record keys: a cell's count and key are
+            # sums over its atoms (times the multiplicity), so each table joins its cells to
+            # the atoms, not to every unit (7M residents: this gate 9.0 s -> 6.0 s).
             recount.register("unit_atoms", units)
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE atom_keys AS SELECT atom, count(*) AS units, "
+                "sum(CAST(('0x' || right(unit_key, 2)) AS INTEGER)) AS record_keys "
+                "FROM unit_atoms GROUP BY atom"
+            )
+            con.unregister("unit_atoms")
+            del units
             for table in tables:
                 recount.register("table_cells", recount.cells(table, atoms_table))
                 con.execute(
@@ -207,11 +217,11 @@ def check_perturbation(
                 ((n, bad),) = con.sql(
                     f"""
                     WITH members AS (
-                        SELECT c.*, CAST(('0x' || right(u.unit_key, 2)) AS INTEGER) AS record_key
-                        FROM unit_atoms u JOIN table_cells c USING (atom)),
+                        SELECT c.*, a.units, a.record_keys
+                        FROM atom_keys a JOIN table_cells c USING (atom)),
                     cells AS (
-                        SELECT {", ".join(dims)}, sum(mult) AS true_count,
-                               sum(mult * record_key) % 256 AS cell_key
+                        SELECT {", ".join(dims)}, sum(mult * units) AS true_count,
+                               sum(mult * record_keys) % 256 AS cell_key
                         FROM members GROUP BY ALL),
                     expected AS (
                         SELECT c.*, c.true_count + p.noise AS expected FROM cells c
