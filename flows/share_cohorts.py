@@ -404,7 +404,7 @@ def stage_candidate(settings: Settings, release_id: str, metadata: dict) -> dict
     audit = auditor.audit(measured.tables)
     differencing.raise_on_failures(audit)
     magnitude = magnitude_audit.audit_measures(
-        measured.tables, population, cohorts, policy, hierarchies
+        measured.tables, population, cohorts, policy, hierarchies, sum_auditor
     )
     history.keep_population(settings.root, release_id, population_file)
     staged = catalogue.stage_release(settings.root, release_id, measured.tables, metadata)

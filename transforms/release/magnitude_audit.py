@@ -290,12 +290,14 @@ def check_measures(
 
 def audit_measures(
     staged: dict[str, pl.DataFrame], population: pl.DataFrame, cohorts: Any, policy: Any,
-    hierarchies: dict,
+    hierarchies: dict, auditor: SumAuditor | None = None,
 ) -> dict[str, Any]:
-    """Both checks, as the release gates run them: sensitive cells, then the sums' audit."""
+    """Both checks, as the release gates run them: sensitive cells, then the sums' audit
+    (`auditor`: one already built for this population and these cohorts, else a new one)."""
     if not any(t.measure is not None for t in cohorts.tables):
         return {}
     counts = check_measures(staged, population, cohorts, policy, hierarchies)
-    result = SumAuditor(population, cohorts, hierarchies, policy).audit(staged)
+    auditor = auditor or SumAuditor(population, cohorts, hierarchies, policy)
+    result = auditor.audit(staged)
     raise_on_sum_failures(result)
     return {**counts, "sum_audit": result.to_dict()}
