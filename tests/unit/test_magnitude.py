@@ -13,6 +13,7 @@ from schemas.policy import DisclosurePolicy
 from transforms.disclosure import check_definitions, magnitude
 from transforms.disclosure.magnitude import measure_tables
 from transforms.disclosure.tabulate import tabulate
+from transforms.release.differencing import _Recount
 from transforms.release.magnitude_audit import SumAuditor, check_measures
 
 # ONS-style threshold 10, exact counts; magnitude rules at ACRO's defaults (p 10%, n 2, k 90%).
@@ -233,3 +234,24 @@ def test_a_sum_over_fewer_people_than_the_threshold_is_withheld_though_its_count
     cells = magnitude.measured_table(staged, population, definition, POLICY, {})
     assert cells["withheld"].to_list() == [withheld]
     assert cells["_small_count"].to_list() == [withheld]
+
+
+def test_the_sums_system_is_numbered_the_same_whatever_order_duckdb_returns_groups_in(
+    monkeypatch,
+):
+    # As the count audit's: cells numbered from their values, so one release is one LP. With
+    # two threads DuckDB returns a GROUP BY's groups in any order; shuffled here to show it.
+    def system():
+        auditor = SumAuditor(POPULATION, COHORTS, {}, POLICY)
+        return auditor.meta, [s.rows.toarray().tolist() for s, _ in auditor.systems]
+
+    as_given = system()
+    cells = _Recount.cells
+    for seed in range(4):
+        monkeypatch.setattr(
+            _Recount, "cells",
+            lambda self, *args, seed=seed: cells(self, *args).sample(
+                fraction=1.0, shuffle=True, seed=seed
+            ),
+        )  # fmt: skip
+        assert system() == as_given

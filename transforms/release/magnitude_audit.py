@@ -125,7 +125,8 @@ class SumAuditor:
         rows, cols, vals, first = [], [], [], len(self.meta)
         for table in tables:
             names = table.dimension_names
-            member = recount.cells(table, atoms_table)
+            # In value order, not the order DuckDB's threads return the groups: one LP.
+            member = recount.cells(table, atoms_table).sort([*names, "atom"], nulls_last=True)
             for record in member.iter_rows(named=True):
                 cell = (table.name, tuple(record[n] for n in names))
                 if cell not in self.index:
