@@ -31,3 +31,20 @@ def demo_home(tmp_path):
 
     with private_home(tmp_path / "home") as home:
         yield home
+
+
+@pytest.fixture
+def duckdb_groups_shuffled(monkeypatch):
+    """`shuffle(seed)` makes the audits' recount return each table's groups in a shuffled
+    order, as DuckDB's threads may: for tests that the audits number cells by value."""
+    from transforms.release.differencing import _Recount
+
+    cells = _Recount.cells
+
+    def shuffle(seed: int) -> None:
+        monkeypatch.setattr(
+            _Recount, "cells",
+            lambda self, *args: cells(self, *args).sample(fraction=1.0, shuffle=True, seed=seed),
+        )  # fmt: skip
+
+    return shuffle

@@ -15,7 +15,6 @@ from schemas.policy import DisclosurePolicy
 from transforms.release.differencing import (
     Auditor,
     PreviousRelease,
-    _Recount,
     audit_gate,
     audit_release,
 )
@@ -525,7 +524,9 @@ def test_atoms_at_the_finest_level_read_give_the_same_intervals(monkeypatch):
     assert len(coarse) > 10  # withheld cells were compared
 
 
-def test_the_attackers_system_is_numbered_the_same_whatever_the_row_order(monkeypatch):
+def test_the_attackers_system_is_numbered_the_same_whatever_the_row_order(
+    duckdb_groups_shuffled,
+):
     # Staging and the approval re-check must solve the same LP: cells and atoms numbered from
     # their values, not from the order DuckDB's threads return groups in or the rows come in.
     cohorts = CohortDefinitions(tables=(BY_SEX, BY_AGE, BY_SEX_AGE))
@@ -547,12 +548,6 @@ def test_the_attackers_system_is_numbered_the_same_whatever_the_row_order(monkey
             moved.sample(fraction=1.0, shuffle=True, seed=seed + 10),
         ) == as_given
     # With two threads DuckDB returns a GROUP BY's groups in any order: shuffled here.
-    cells = _Recount.cells
     for seed in range(4):
-        monkeypatch.setattr(
-            _Recount, "cells",
-            lambda self, *args, seed=seed: cells(self, *args).sample(
-                fraction=1.0, shuffle=True, seed=seed
-            ),
-        )  # fmt: skip
+        duckdb_groups_shuffled(seed)
         assert system(WARDS, moved) == as_given

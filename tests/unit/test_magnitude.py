@@ -13,7 +13,6 @@ from schemas.policy import DisclosurePolicy
 from transforms.disclosure import check_definitions, magnitude
 from transforms.disclosure.magnitude import measure_tables
 from transforms.disclosure.tabulate import tabulate
-from transforms.release.differencing import _Recount
 from transforms.release.magnitude_audit import SumAuditor, check_measures
 
 # ONS-style threshold 10, exact counts; magnitude rules at ACRO's defaults (p 10%, n 2, k 90%).
@@ -237,7 +236,7 @@ def test_a_sum_over_fewer_people_than_the_threshold_is_withheld_though_its_count
 
 
 def test_the_sums_system_is_numbered_the_same_whatever_order_duckdb_returns_groups_in(
-    monkeypatch,
+    duckdb_groups_shuffled,
 ):
     # As the count audit's: cells numbered from their values, so one release is one LP. With
     # two threads DuckDB returns a GROUP BY's groups in any order; shuffled here to show it.
@@ -246,12 +245,6 @@ def test_the_sums_system_is_numbered_the_same_whatever_order_duckdb_returns_grou
         return auditor.meta, [s.rows.toarray().tolist() for s, _ in auditor.systems]
 
     as_given = system()
-    cells = _Recount.cells
     for seed in range(4):
-        monkeypatch.setattr(
-            _Recount, "cells",
-            lambda self, *args, seed=seed: cells(self, *args).sample(
-                fraction=1.0, shuffle=True, seed=seed
-            ),
-        )  # fmt: skip
+        duckdb_groups_shuffled(seed)
         assert system() == as_given
