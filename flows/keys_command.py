@@ -8,6 +8,7 @@ new tokens or raw identifiers is ever written, and nothing needs the old key aft
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -21,13 +22,13 @@ from transforms.identity import (
     GEOGRAPHY_FILE,
     load_geography,
     load_linkage_rules,
-    pseudonymise,
     read_metadata,
+    token_file,
+    token_path,
     tokens_dir,
-    write_tokens,
 )
 from transforms.identity.keys import PseudonymisationKey, generate_key
-from transforms.intake import discover_deliveries, fingerprint_file
+from transforms.intake import discover_deliveries, fingerprint_file, printable
 from transforms.release import audit
 from transforms.root_lock import root_lock
 
@@ -201,16 +202,21 @@ def _rotate_key(
             continue
         contract = contracts[meta["department"]]
         # Freshness is judged as on the day the delivery was first received.
-        received, _ = inspect_delivery(sources[meta["delivery_id"]], contract,
-                                       date.fromisoformat(meta["extract_date"]))
-        if received.outcome.status != "accepted":
+        landing_file = sources[meta["delivery_id"]]
+        tokens_to = functools.partial(
+            token_file, root, contract=contract, key=key, geography=geography, rules=rules,
+            file_name=printable(landing_file.name),
+        )
+        received, _ = inspect_delivery(landing_file, contract,
+                                       date.fromisoformat(meta["extract_date"]),
+                                       accepted_to=tokens_to)
+        outcome = received.outcome
+        if outcome.status != "accepted":
             raise KeyCustodyError(
                 f"{meta['department']}: a secure delivery's landing file is no longer accepted "
                 "by its contract; re-deliver it, or pass --discard-orphans after removing it"
             )
-        tokens, counts = pseudonymise(received.frame, contract, key, geography,
-                                      received.outcome.extract_date, rules)
-        written = write_tokens(root, received.outcome, tokens, key.key_id, counts.to_dict())
+        written = token_path(root, outcome.department, outcome.extract_date, outcome.delivery_id)
         if written != path:
             path.unlink(missing_ok=True)
         summary.deliveries_retokenised += 1

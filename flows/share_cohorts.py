@@ -13,6 +13,7 @@ never stops the other departments.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 import uuid
@@ -73,18 +74,15 @@ from transforms.identity import (
     load_linkage_rules,
     objecting_residents,
     person_features,
-    pseudonymise_slices,
     read_register,
     registers_apart,
     release_extract_date,
-    write_token_slices,
+    token_file,
 )
 from transforms.intake import (
-    CONTAINED,
     DeliveryRegistry,
     assess_freshness,
     discover_deliveries,
-    failed_outcome,
     fingerprint_file,
     latest_by_arrival,
     printable,
@@ -238,29 +236,24 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
     if previous is not None and registry.is_processed(fingerprint, contract.version):
         logger.info("%s: %s already %s, skipped", department, summary["file"], previous.status)
         return {**summary, "status": f"already {previous.status}"}
+    # A broken declaration is the run's problem, not this delivery's: loaded before it is read.
+    key = resolve_key(demo=settings.demo)
+    tokens_to = functools.partial(
+        token_file, settings.root, contract=contract, key=key,
+        geography=load_geography(settings.contracts / GEOGRAPHY_FILE),
+        rules=load_linkage_rules(settings.contracts / "linkage.yaml"), file_name=summary["file"],
+    )
     try:
+        # Rows are pseudonymised and written chunk by chunk as they pass validation.
         received = receive_delivery(
-            path, contract, settings.root, date.today(), landing=settings.root / "landing"
+            path, contract, settings.root, date.today(), landing=settings.root / "landing",
+            accepted_to=tokens_to,
         )
     except DeliveryRejected as rejection:
         registry.record(rejection.outcome)
         logger.error("%s", rejection)
         return {**summary, "status": "rejected", "reason": str(rejection)}
-    key = resolve_key(demo=settings.demo)
     outcome = received.outcome
-    rules = load_linkage_rules(settings.contracts / "linkage.yaml")
-    # A broken declaration is the run's problem, not this delivery's: outside the containment.
-    geography = load_geography(settings.contracts / GEOGRAPHY_FILE)
-    try:
-        slices, counts = pseudonymise_slices(
-            received.frame, contract, key, geography, outcome.extract_date, rules=rules
-        )
-        write_token_slices(settings.root, outcome, slices, key.key_id, counts)
-    except CONTAINED as error:  # noqa: BLE001 - a panic in one delivery must not end the run
-        rejection = failed_outcome(outcome, "pseudonymisation", error)
-        registry.record(rejection.outcome)
-        logger.error("%s", rejection)
-        return {**summary, "status": "rejected", "reason": str(rejection)}
     registry.record(outcome)
     logger.info(
         "%s: %s received %d, accepted %d, quarantined %d in %.1f s",
@@ -271,7 +264,7 @@ def process_delivery(settings: Settings, department: str, path: Path) -> dict[st
         outcome.rows_quarantined,
         time.perf_counter() - started,
     )
-    return {**summary, "status": outcome.status, "pseudonymisation": counts.to_dict()}
+    return {**summary, "status": outcome.status}
 
 
 @task(persist_result=False, cache_policy=NO_CACHE)

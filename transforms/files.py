@@ -18,7 +18,8 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,23 +61,30 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, write: Callable[[Path], None], *, mode: int = 0o666) -> Path:
-    """Write `target` whole or not at all: `write(temporary)` fills a fresh temporary file
-    beside it (it may open the path itself, as Parquet and Excel writers do), which is then
-    fsynced, renamed over `target`, and the folder fsynced. On any failure the temporary file
-    is removed and an existing `target` is left as it was."""
+@contextmanager
+def atomic_file(target: Path, *, mode: int = 0o666) -> Iterator[Path]:
+    """The temporary file to fill for `target`: renamed over it (after fsync) when the block
+    ends, removed if the block raises, leaving an existing `target` as it was."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = _new_temporary(target, mode)
     try:
-        write(temporary)
+        yield temporary
         fsync_path(temporary)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     fsync_path(target.parent)
-    return target
+
+
+def write_atomically(target: Path, write: Callable[[Path], None], *, mode: int = 0o666) -> Path:
+    """Write `target` whole or not at all: `write(temporary)` fills a fresh temporary file
+    beside it (it may open the path itself, as Parquet and Excel writers do), which is then
+    fsynced, renamed over `target`, and the folder fsynced (`atomic_file`)."""
+    with atomic_file(target, mode=mode) as temporary:
+        write(temporary)
+    return Path(target)
 
 
 def write_bytes_atomically(target: Path, data: bytes, *, mode: int = 0o666) -> Path:

@@ -326,3 +326,59 @@ def test_a_workbook_that_aborts_its_reader_ends_only_the_child(tmp_path):
         ingest.open_extract(lying, CONTRACTS["childrens_services"])
     assert caught.value.rule == "reader_crashed"
     assert "signal SIGABRT" in str(caught.value)
+
+
+CT = CONTRACTS["council_tax"]  # windows-1252, ";"-separated
+CT_HEADER = ";".join(c.physical_name for c in CT.columns)
+BLOCK = 1 << 20  # the transcoder's block
+
+
+def _ct_bytes(cells: list[str], rows: int, encoding: str) -> bytes:
+    lines = [CT_HEADER] + [";".join([cells[i % len(cells)]] * len(CT.columns)) for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode(encoding)
+
+
+def test_a_windows_1252_extract_is_read_through_an_unnamed_utf8_copy(tmp_path, monkeypatch):
+    """Three 1 MiB blocks of Windows-1252 (0x92 is a right quote there) read as the text they
+    hold, without the whole file in memory, and the UTF-8 copy leaves no file behind."""
+    import tempfile
+
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    cells = ["Zoë", "Siân", "Ægir", "O’Brien", "£12"]
+    path = tmp_path / "council_tax_20261030.csv"
+    path.write_bytes(_ct_bytes(cells, 60_000, "cp1252"))
+    assert path.stat().st_size > 2 * BLOCK
+    extract = ingest.open_extract(path, CT, chunk_rows=25_000)
+    assert list(spool_dir.iterdir()) == []
+    frame = pl.concat(list(extract.batches))
+    first = CT.columns[0].physical_name
+    assert frame[first].to_list() == [cells[i % len(cells)] for i in range(60_000)]
+    assert frame["row_number"].to_list() == list(range(1, 60_001))
+
+
+def test_utf8_where_windows_1252_is_declared_is_named_even_across_a_block_end(tmp_path):
+    """A two-byte UTF-8 character cut by the block end is still UTF-8; 'Á' (C3 81) holds a byte
+    Windows-1252 lacks, and the rejection still names UTF-8, the encoding the file is in."""
+    head = (CT_HEADER + "\n").encode()
+    row = ";".join(["x"] * len(CT.columns))
+    filler = (row + "\n").encode() * ((BLOCK - len(head)) // (len(row) + 1) - 1)
+    pad = b"a" * (BLOCK - 1 - len(head) - len(filler))
+    data = head + filler + pad + "é;Á".encode() + b";x" * (len(CT.columns) - 2) + b"\n"
+    assert data[BLOCK - 1 : BLOCK + 1] == "é".encode()
+    path = tmp_path / "council_tax_20261030.csv"
+    path.write_bytes(data)
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(path, CT)
+    assert str(caught.value) == (
+        f"{path.name}: encoding: file is UTF-8 but the contract declares {CT.encoding}"
+    )
+
+
+def test_a_byte_windows_1252_lacks_rejects_without_quoting_the_text(tmp_path):
+    path = tmp_path / "council_tax_20261030.csv"
+    path.write_bytes(_ct_bytes(["Zoe"], 10, "ascii").replace(b"Zoe", b"Zo\x81", 1))
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(path, CT)
+    assert str(caught.value) == f"{path.name}: encoding: file is not valid {CT.encoding}"

@@ -225,25 +225,60 @@ def test_library_errors_are_reraised_without_values(contracts, geography, rules,
     assert FORENAME not in str(caught.value) and caught.value.__cause__ is None
 
 
-def test_slices_written_one_at_a_time_are_the_whole_frame(contracts, geography, rules,
-                                                          postcode, tmp_path):
-    """A delivery pseudonymised and written slice by slice (bounded memory) gives the same
-    token file and counts as in one piece; a slice boundary that drops a row fails here."""
-    from types import SimpleNamespace
+def _token_file(tmp_path, contract, geography, rules):
+    from transforms.identity.pseudonymise import token_file
 
-    from transforms.identity.pseudonymise import pseudonymise_slices
-    from transforms.identity.secure import read_metadata, write_token_slices
+    return token_file(tmp_path, "d" * 64, EXTRACT, contract=contract, key=KEY,
+                      geography=geography, rules=rules, file_name="asc.csv")
+
+
+def test_chunks_written_one_at_a_time_are_the_whole_frame(contracts, geography, rules,
+                                                          postcode, tmp_path):
+    """A delivery pseudonymised and written chunk by chunk as it is accepted (bounded memory)
+    gives the same token file and counts as in one piece; a restart (late duplicates) forgets
+    what was written before it. A chunk boundary that drops a row fails here."""
+    from transforms.identity.secure import read_metadata
 
     frame = pl.concat([asc_frame(postcode)] * 5).with_columns(
         pl.int_range(2, 12, dtype=pl.Int64).alias("row_number")
     )
     contract = contracts["adult_social_care"]
     whole, whole_counts = pseudonymise(frame, contract, KEY, geography, EXTRACT, rules)
-    slices, counts = pseudonymise_slices(frame, contract, KEY, geography, EXTRACT, rules,
-                                         slice_rows=4)
-    outcome = SimpleNamespace(delivery_id="d" * 64, department="adult_social_care",
-                              extract_date=EXTRACT)
-    path = write_token_slices(tmp_path, outcome, slices, KEY.key_id, counts)
+    with _token_file(tmp_path, contract, geography, rules) as tokens:
+        tokens.write(frame.head(3))
+        tokens.restart()
+        for offset in range(0, frame.height, 4):
+            tokens.write(frame.slice(offset, 4))
+    [path] = (tmp_path / "secure" / "pseudonymised" / "adult_social_care").iterdir()
+    assert path.name == f"{EXTRACT:%Y%m%d}_{'d' * 16}.parquet"
     assert pl.read_parquet(path).equals(whole)
-    assert counts.to_dict() == whole_counts.to_dict()
     assert read_metadata(path)["pseudonymisation"] == whole_counts.to_dict()
+    assert read_metadata(path)["key_id"] == KEY.key_id
+
+
+def test_a_token_file_whose_delivery_fails_leaves_nothing(contracts, geography, rules,
+                                                          postcode, tmp_path):
+    """Rows written, then the delivery rejected (the block raises): no file, no temporary."""
+    from schemas.errors import DeliveryRejected
+
+    contract = contracts["adult_social_care"]
+    with pytest.raises(DeliveryRejected), _token_file(tmp_path, contract, geography, rules) as t:
+        t.write(asc_frame(postcode))
+        raise DeliveryRejected("asc.csv: rejected (quarantine_limit)")
+    folder = tmp_path / "secure" / "pseudonymised" / "adult_social_care"
+    assert list(folder.iterdir()) == []
+
+
+def test_a_chunk_that_fails_pseudonymisation_rejects_its_delivery_by_type(
+    contracts, geography, rules, postcode, tmp_path
+):
+    from schemas.errors import DeliveryRejected
+
+    bad = asc_frame(postcode).with_columns(pl.lit(FORENAME).alias("row_number"))
+    contract = contracts["adult_social_care"]
+    with pytest.raises(DeliveryRejected) as caught, \
+            _token_file(tmp_path, contract, geography, rules) as tokens:
+        tokens.write(bad)
+    message = str(caught.value)
+    assert "asc.csv" in message and "pseudonymisation failed" in message
+    assert FORENAME not in message

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import logging
 import re
 import shutil
@@ -177,3 +179,88 @@ def test_nhs_mod11_check_column():
     values = ["943 476 5919", "9434765918", "123", None, "401-023-2137", "4010232138"]
     checked = validate.ingest.nhs_mod11_valid(pl.Series(values))
     assert checked.to_list() == [True, False, None, None, True, False]
+
+
+class Recording:
+    """An `AcceptedRows` keeping what reaches it, and how often it was told to start again."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.restarts = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        self.frames.append(frame)
+
+    def restart(self) -> None:
+        self.frames.clear()
+        self.restarts += 1
+
+
+@pytest.mark.parametrize(("name", "restarts"), [
+    ("duplicate_ids_20261030.csv", 1),  # ids repeated in rows 12 and 13: known at the end
+    ("bad_postcode_20261030.csv", 0),
+])
+def test_accepted_rows_leave_a_chunk_at_a_time(name, restarts):
+    """Given `accepted_to`, no frame of the delivery is kept: its accepted rows leave chunk by
+    chunk, and, when duplicates split across chunks are found at the end, once more without
+    them. What arrives is exactly the rows accepted in one piece."""
+    contract = CONTRACTS["adult_social_care"]
+    whole, _ = validate.inspect_delivery(FIXTURES / name, contract, TODAY)
+    recording, opened = Recording(), []
+
+    def accepted_to(delivery_id, extract_date):
+        opened.append((delivery_id, extract_date))
+        return contextlib.nullcontext(recording)
+
+    streamed, _ = validate.inspect_delivery(
+        FIXTURES / name, contract, TODAY, chunk_rows=12, accepted_to=accepted_to
+    )
+    assert streamed.frame is None
+    assert opened == [(whole.outcome.delivery_id, whole.outcome.extract_date)]
+    assert recording.restarts == restarts
+    assert max(frame.height for frame in recording.frames) <= 12
+    assert pl.concat(recording.frames).equals(whole.frame)
+    assert streamed.outcome.rows_accepted == whole.outcome.rows_accepted == whole.frame.height
+    assert streamed.outcome.quarantine_by_column == whole.outcome.quarantine_by_column
+
+
+def _token_files(root: Path) -> list[Path]:
+    return sorted((root / "secure").rglob("*"))
+
+
+def test_a_streamed_token_file_is_the_pseudonymised_accepted_rows(tmp_path):
+    """The flow's way: tokens written as rows pass, in 12-row chunks with a late duplicate,
+    equal the accepted rows pseudonymised in one piece; a rejected delivery leaves no file."""
+    from transforms.identity import (
+        load_geography,
+        load_linkage_rules,
+        pseudonymise,
+        read_metadata,
+        token_file,
+    )
+    from transforms.identity.keys import PseudonymisationKey
+
+    contract = CONTRACTS["adult_social_care"]
+    key = PseudonymisationKey(b"B" * 32, source="test")
+    geography = load_geography()
+    rules = load_linkage_rules(REPO / "data_contracts" / "linkage.yaml")
+
+    def tokens_to(root: Path, name: str):
+        return functools.partial(token_file, root, contract=contract, key=key,
+                                 geography=geography, rules=rules, file_name=name)
+
+    path = FIXTURES / "duplicate_ids_20261030.csv"
+    received = receive_delivery(path, contract, tmp_path, TODAY, chunk_rows=12,
+                                accepted_to=tokens_to(tmp_path, path.name))
+    whole, _ = validate.inspect_delivery(path, contract, TODAY)
+    expected, counts = pseudonymise(whole.frame, contract, key, geography,
+                                    whole.outcome.extract_date, rules)
+    [written] = [p for p in _token_files(tmp_path) if p.is_file()]
+    assert pl.read_parquet(written).equals(expected)
+    assert read_metadata(written)["pseudonymisation"] == counts.to_dict()
+    assert received.outcome.rows_accepted == expected.height
+
+    stale, other = FIXTURES / "stale_extract_20260801.csv", tmp_path / "other"
+    with pytest.raises(DeliveryRejected):
+        receive_delivery(stale, contract, other, TODAY, accepted_to=tokens_to(other, stale.name))
+    assert [p for p in _token_files(other) if p.is_file()] == []

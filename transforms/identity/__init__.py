@@ -18,12 +18,12 @@ from transforms.identity.opt_out import (
     release_extract_date,
 )
 from transforms.identity.population import PersonFeatures, build_population, person_features
-from transforms.identity.pseudonymise import pseudonymise, pseudonymise_slices
+from transforms.identity.pseudonymise import pseudonymise, token_file
 from transforms.identity.secure import (
     latest_tokens,
     read_metadata,
+    token_path,
     tokens_dir,
-    write_token_slices,
     write_tokens,
 )
 
@@ -40,13 +40,13 @@ __all__ = [
     "load_linkage_rules",
     "objecting_residents",
     "pseudonymise",
-    "pseudonymise_slices",
     "read_metadata",
     "read_register",
     "registers_apart",
     "release_extract_date",
+    "token_file",
+    "token_path",
     "tokens_dir",
-    "write_token_slices",
     "write_tokens",
 ]
 PUBLIC_MODULES = ("keys",)

@@ -7,6 +7,10 @@ or invalid), the derived quasi-identifiers `age`, `lsoa`, `sex`, `ethnicity`, an
 contract's `keep` columns. Direct identifiers and their normalised forms never leave this
 function; nothing here logs, and exceptions carry column names and counts only.
 
+In the flow, `token_file` pseudonymises a delivery chunk by chunk as validation accepts its rows
+and appends the tokens to the delivery's token file (`secure`), so no more than a chunk of
+identifiable rows and their tokens is held, whatever the delivery's size.
+
 Token for rule r = HMAC-SHA256(subkey(purpose, r), field_1 US field_2 ...), where the fields are
 the rule's normalised identifiers (or parts of them) joined by the ASCII unit separator, and the
 subkey is the hex text of HMAC-SHA256(key, "cohortshare/v1/subkey/<purpose>/<rule>")
@@ -16,16 +20,22 @@ subkey is the hex text of HMAC-SHA256(key, "cohortshare/v1/subkey/<purpose>/<rul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from schemas.contract import Column, DepartmentContract
+from transforms.files import atomic_file
 from transforms.identity import normalise as norm
+from transforms.identity import secure
 from transforms.identity.keys import TOKEN_SCHEME, PseudonymisationKey
 from transforms.identity.linkage_rules import (
     DEFAULT_RULES_PATH,
@@ -33,6 +43,8 @@ from transforms.identity.linkage_rules import (
     LinkageRules,
     load_linkage_rules,
 )
+from transforms.intake.checks import CONTAINED, failure
+from transforms.intake.chunks import empty_typed
 
 SEPARATOR = "\x1f"
 SEXES = ("F", "M")
@@ -216,36 +228,6 @@ def pseudonymise(
         ) from None
 
 
-# Rows pseudonymised at a time by `pseudonymise_slices`: the normalised identifiers, messages
-# and tokens of one slice are what is held (a 6M-row extract's tokens alone are about 4 GB).
-SLICE_ROWS = 1_000_000
-
-
-def pseudonymise_slices(
-    frame: pl.DataFrame,
-    contract: DepartmentContract,
-    key: PseudonymisationKey,
-    geography: pl.DataFrame,
-    extract_date: date,
-    rules: LinkageRules | None = None,
-    slice_rows: int = SLICE_ROWS,
-) -> tuple[Iterator[pl.DataFrame], PseudonymiseCounts]:
-    """`pseudonymise` slice by slice: (token frames in row order, made as they are consumed;
-    the counts, complete once every slice has been consumed). Rows are pseudonymised one by
-    one, so the slices together are exactly `pseudonymise`'s frame."""
-    counts = PseudonymiseCounts(department=contract.department, key_id=key.key_id)
-
-    def slices() -> Iterator[pl.DataFrame]:
-        for offset in range(0, max(frame.height, 1), slice_rows):
-            tokens, part = pseudonymise(
-                frame.slice(offset, slice_rows), contract, key, geography, extract_date, rules
-            )
-            counts.add(part)
-            yield tokens
-
-    return slices(), counts
-
-
 class PseudonymisationError(RuntimeError):
     """Pseudonymisation failed; the message never carries a value."""
 
@@ -354,3 +336,93 @@ def _pseudonymise(
     )
     counts.dropped_columns = [c for c in frame.columns if c not in result.columns]
     return result, counts
+
+
+# --- the token file, written as rows are accepted ------------------------------------------
+
+
+@contextmanager
+def token_file(
+    root: Path,
+    delivery_id: str,
+    extract_date: date,
+    *,
+    contract: DepartmentContract,
+    key: PseudonymisationKey,
+    geography: pl.DataFrame,
+    rules: LinkageRules,
+    file_name: str,
+) -> Iterator[TokenFile]:
+    """A delivery's token file, filled chunk by chunk as its rows are accepted
+    (`validate.receive_delivery(accepted_to=partial(token_file, root, contract=...))`).
+
+    It appears whole, under its final name, only if the block ends without an exception (the
+    delivery was accepted); otherwise nothing is left behind."""
+    target = secure.token_path(root, contract.department, extract_date, delivery_id)
+    pseudonymiser = functools.partial(
+        pseudonymise, contract=contract, key=key, geography=geography,
+        extract_date=extract_date, rules=rules,
+    )
+    with atomic_file(target) as temporary:
+        tokens = TokenFile(
+            temporary, pseudonymiser, contract, extract_date, delivery_id, key.key_id, file_name
+        )
+        try:
+            yield tokens
+            tokens.finish()
+        finally:
+            tokens.close()
+
+
+@dataclass
+class TokenFile:
+    """An `AcceptedRows` that pseudonymises each chunk of accepted rows and appends its tokens
+    to a Parquet file: one chunk's tokens are held at a time, whatever the delivery's size."""
+
+    temporary: Path
+    pseudonymiser: Callable[[pl.DataFrame], tuple[pl.DataFrame, PseudonymiseCounts]]
+    contract: DepartmentContract
+    extract_date: date
+    delivery_id: str
+    key_id: str
+    file_name: str
+    writer: pq.ParquetWriter | None = None
+    counts: PseudonymiseCounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = self._no_counts()
+
+    def _no_counts(self) -> PseudonymiseCounts:
+        return PseudonymiseCounts(department=self.contract.department, key_id=self.key_id)
+
+    def write(self, frame: pl.DataFrame) -> None:
+        try:
+            tokens, part = self.pseudonymiser(frame)
+            table = secure.arrow(tokens)
+            if self.writer is None:
+                self.writer = secure.token_writer(self.temporary, table.schema)
+            self.writer.write_table(table.cast(self.writer.schema))
+        except CONTAINED as exc:  # noqa: BLE001 - this delivery's failure, by type only
+            raise failure(self.file_name, "pseudonymisation", exc) from None
+        self.counts.add(part)
+
+    def restart(self) -> None:
+        """Start the file again (the Parquet writer truncates it when it reopens)."""
+        self.close()
+        self.counts = self._no_counts()
+
+    def finish(self) -> None:
+        """Write the metadata; a delivery without accepted rows still gets its columns."""
+        if self.writer is None:
+            self.write(empty_typed(self.contract))
+        self.writer.add_key_value_metadata(
+            secure.token_metadata(
+                self.contract.department, self.extract_date, self.delivery_id, self.key_id,
+                self.counts.to_dict(),
+            )
+        )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

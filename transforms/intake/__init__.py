@@ -20,7 +20,6 @@ _PUBLIC = {
     "discover_deliveries": "landing",
     "printable": "names",
     "CONTAINED": "checks",
-    "failed_outcome": "checks",
     "DeliveryRegistry": "registry",
     "render_page": "contract_docs",
     "assess_freshness": "freshness",

@@ -86,19 +86,6 @@ def failure(file_name: str, stage: str, exc: BaseException) -> DeliveryRejected:
     )
 
 
-def failed_outcome(outcome: DeliveryOutcome, stage: str, exc: BaseException) -> DeliveryRejected:
-    """An accepted delivery that then failed at `stage` (pseudonymisation, say), as a rejected
-    one: every row it received held back, the rejection carrying its outcome."""
-    rejection = failure(outcome.file_name, stage, exc)
-    base = outcome.model_dump(
-        include={"delivery_id", "department", "file_name", "contract_id", "contract_version",
-                 "extract_date"}
-    )
-    rejection.rows_received = outcome.rows_received  # type: ignore[attr-defined]
-    rejection.outcome = rejected_outcome(base, rejection)
-    return rejection
-
-
 def rejected_outcome(base: dict[str, Any], exc: DeliveryRejected) -> DeliveryOutcome:
     """A rejected delivery: every row it was read to have is counted as quarantined."""
     received = getattr(exc, "rows_received", 0)
@@ -118,7 +105,7 @@ def accepted_outcome(
         **base,
         status="accepted",
         rows_received=result.rows_received,
-        rows_accepted=result.frame.height,
+        rows_accepted=result.rows_accepted,
         rows_quarantined=rows_quarantined,
         quarantine_by_rule=counts_by(result.breaches, ["rule"]),
         quarantine_by_column=counts_by(result.breaches, ["rule", "column"]),

@@ -2,9 +2,11 @@
 
 Each chunk is conformed, screened for formulas and typed before GX sees it (`prepare_chunk`),
 the next chunk is prepared in a worker thread while GX checks this one (`prepared_chunks`), and
-a `Tally` keeps the delivery's running totals: accepted rows, breaches as (row_number, rule,
-column), the failing rows as text, and key hashes to find duplicates split across chunks, which
-GX cannot see because it checks one chunk at a time.
+a `Tally` keeps the delivery's running totals: breaches as (row_number, rule, column), the
+failing rows as text, and key hashes to find duplicates split across chunks, which GX cannot see
+because it checks one chunk at a time. Accepted rows are not kept: each chunk's go to an
+`AcceptedRows` as soon as they pass (the flow pseudonymises and writes them at once), so a
+delivery of any size is held a chunk or two at a time.
 
 No GX here (docs/architecture.md, Layers: it stays in `validate`): the conversion of a chunk to
 the frame GX reads is passed in by the caller.
@@ -16,6 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Protocol
 
 import polars as pl
 
@@ -170,11 +173,43 @@ def prepared_chunks(
 # --- the delivery's running totals -----------------------------------------------------------
 
 
+class AcceptedRows(Protocol):
+    """Where a delivery's accepted rows go, chunk by chunk in file order, as they are accepted.
+
+    `restart` drops what was written so far: duplicates split across chunks are known only at
+    the end, and the accepted rows are then written again without them."""
+
+    def write(self, frame: pl.DataFrame) -> None: ...
+
+    def restart(self) -> None: ...
+
+
+@dataclass
+class Collected:
+    """Accepted rows kept in memory, for callers that want the frame (`frame`)."""
+
+    frames: list[pl.DataFrame] = field(default_factory=list)
+
+    def write(self, frame: pl.DataFrame) -> None:
+        self.frames.append(frame)
+
+    def restart(self) -> None:
+        self.frames.clear()
+
+    def frame(self, contract: DepartmentContract) -> pl.DataFrame:
+        # No rechunk: the accepted rows are the largest thing held, and a copy would double them.
+        if not self.frames:
+            return empty_typed(contract)
+        return pl.concat(self.frames, rechunk=False)
+
+
+
 @dataclass
 class DeliveryRows:
-    """A delivery read to the end: accepted rows, breaches and the quarantined rows as text."""
+    """A delivery read to the end: how many rows were accepted (the rows went to the
+    `AcceptedRows` given), breaches and the quarantined rows as text."""
 
-    frame: pl.DataFrame
+    rows_accepted: int
     breaches: pl.DataFrame
     quarantined_raw: pl.DataFrame
     rows_received: int
@@ -190,13 +225,14 @@ class Tally:
     contract: DepartmentContract
     conformance: ingest.Conformance
     chunk_rows: int
-    accepted: list[pl.DataFrame] = field(default_factory=list)
+    accepted: AcceptedRows = field(default_factory=Collected)
     breaches: list[pl.DataFrame] = field(default_factory=list)
     quarantined_raw: list[pl.DataFrame] = field(default_factory=list)
     keys: list[pl.DataFrame] = field(default_factory=list)
     present: dict[str, int] = field(default_factory=dict)
     untyped: dict[str, int] = field(default_factory=dict)
     rows: int = 0
+    rows_accepted: int = 0
     neutralised: int = 0
     unique_cols: list[str] = field(init=False)
 
@@ -217,7 +253,9 @@ class Tally:
             chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows))
             if chunk_breaches.height else chunk.typed
         )
-        self.accepted.append(shared_text(ingest.apply_value_maps(good, contract), contract))
+        self.rows_accepted += good.height
+        if good.height:
+            self.accepted.write(accepted_rows(good, contract))
         del good
         if chunk_breaches.height:
             self.breaches.append(chunk_breaches)
@@ -244,11 +282,6 @@ class Tally:
                 )
         breaches, quarantined_raw = self.breaches, self.quarantined_raw
         all_breaches = pl.concat(breaches) if breaches else pl.DataFrame(schema=BREACH_SCHEMA)
-        # No rechunk: the accepted rows are the largest thing held, and a copy would double them.
-        frame = (
-            empty_typed(contract) if not self.accepted
-            else pl.concat(self.accepted, rechunk=False)
-        )
         # GX sees one chunk at a time; duplicates split across chunks are found here.
         if len(self.keys) > 1:
             all_keys = pl.concat(self.keys, rechunk=False)
@@ -261,15 +294,40 @@ class Tally:
             )
             if late.height:
                 all_breaches = pl.concat([all_breaches, late])
-                frame = frame.filter(~pl.col(ROW_NUMBER).is_in(late[ROW_NUMBER].implode()))
                 quarantined_raw.append(raw)
+                self._accept_again(all_breaches[ROW_NUMBER].unique())
         raw_frame = (
             pl.concat(quarantined_raw, how="diagonal_relaxed").unique(ROW_NUMBER).sort(ROW_NUMBER)
             if quarantined_raw else pl.DataFrame(schema={ROW_NUMBER: pl.Int64})
         )
         return DeliveryRows(
-            frame, all_breaches, raw_frame, self.rows, self.conformance, self.neutralised
+            self.rows_accepted, all_breaches, raw_frame, self.rows, self.conformance,
+            self.neutralised,
         )
+
+    def _accept_again(self, quarantined: pl.Series) -> None:
+        """Write the accepted rows again, without the rows now quarantined: the source is read
+        and typed a second time (no GX: its findings are known), one chunk at a time."""
+        self.accepted.restart()
+        self.rows_accepted = 0
+        extract = ingest.open_extract(self.path, self.contract, self.chunk_rows)
+        skip = quarantined.implode()
+        for batch in extract.batches:
+            chunk = prepare_chunk(
+                batch, self.contract, self.conformance, self.path.name, lambda *_: None
+            )
+            if chunk is None:
+                continue
+            good = chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(skip))
+            self.rows_accepted += good.height
+            if good.height:
+                self.accepted.write(accepted_rows(good, self.contract))
+
+
+def accepted_rows(good: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
+    """Typed rows that passed every check, as they leave intake: value maps applied, allowed
+    values sharing one vocabulary."""
+    return shared_text(ingest.apply_value_maps(good, contract), contract)
 
 
 # Dates Polars can write as text; beyond them its Date -> String cast panics.

@@ -49,6 +49,8 @@ class RawExtract:
     # The open file the batches read (through /proc/self/fd): held here so that it stays open
     # while they are read, and no later file can take over its descriptor number.
     source: object = None
+    # The UTF-8 copy the batches read, for a text file in another encoding (`text.transcoded`).
+    spool: object = None
 
 
 OnError = Callable[[BaseException], DeliveryRejected]

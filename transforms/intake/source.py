@@ -24,6 +24,13 @@ from transforms.intake.names import printable
 BLOCK = 1 << 20
 # Linux names a process's open descriptors here; macOS and the BSDs under /dev/fd.
 _PROC_FD = Path("/proc/self/fd") if Path("/proc/self/fd").is_dir() else Path("/dev/fd")
+
+
+def descriptor_path(fd: int) -> str:
+    """A path that reads the open descriptor `fd` (for readers that take only a path)."""
+    return str(_PROC_FD / str(fd))
+
+
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
     (stat.S_ISFIFO, "a named pipe"),
@@ -60,7 +67,7 @@ class Source:
     @property
     def reader_path(self) -> str:
         """A path that reads this descriptor; readers never see the landing name."""
-        return str(_PROC_FD / str(self.fd))
+        return descriptor_path(self.fd)
 
     def read_at(self, offset: int, length: int) -> bytes:
         chunks, end = [], offset + length

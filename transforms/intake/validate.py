@@ -26,6 +26,8 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -48,6 +50,8 @@ from transforms.intake.checks import (
 )
 from transforms.intake.chunks import (
     BREACH_SCHEMA,
+    AcceptedRows,
+    Collected,
     DeliveryRows,
     Tally,
     empty_typed,
@@ -99,10 +103,17 @@ _OPERATORS = {">=": (False, True), ">": (False, False), "<=": (True, True), "<":
 
 @dataclass(frozen=True)
 class Received:
-    """Accepted rows (canonical names, typed, with `row_number`) and the delivery's outcome."""
+    """The delivery's outcome, and its accepted rows (canonical names, typed, with
+    `row_number`) unless they went elsewhere as they were accepted (`accepted_to`)."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame | None
     outcome: DeliveryOutcome
+
+
+# Where accepted rows go, opened with the delivery's id and extract date (known once the file is
+# open): a context manager whose rows are kept only if the delivery is accepted, that is if its
+# block ends without an exception (the flow's token file, `transforms.identity.secure`).
+AcceptedTo = Callable[[str, date], AbstractContextManager[AcceptedRows]]
 
 
 # --- GX context and suites -------------------------------------------------------------------
@@ -434,12 +445,13 @@ def validate_delivery_summary(contract: DepartmentContract, file_name: str, summ
 
 
 def _validate(
-    source: Source, contract: DepartmentContract, extract_date: date, chunk_rows: int
+    source: Source, contract: DepartmentContract, extract_date: date, chunk_rows: int,
+    accepted: AcceptedRows,
 ) -> DeliveryRows:
     name = source.name
     extract = ingest.open_extract(source, contract, chunk_rows)
     conformance = ingest.conform_header(extract.header, contract, name)
-    tally = Tally(source, contract, conformance, chunk_rows)
+    tally = Tally(source, contract, conformance, chunk_rows, accepted)
     gx_frame = functools.partial(to_gx_frame, extract_date=extract_date)
     for chunk in prepared_chunks(extract, contract, conformance, name, gx_frame):
         rule_breaches = (
@@ -454,7 +466,7 @@ def _validate(
 
 def _inspect(
     source: Source, contract: DepartmentContract, today: date, extract_date: date,
-    registry: DeliveryRegistry | None, chunk_rows: int,
+    registry: DeliveryRegistry | None, chunk_rows: int, accepted: AcceptedRows,
 ) -> tuple[DeliveryRows, dict]:
     fingerprint = source.fingerprint
     if registry is not None:
@@ -465,7 +477,7 @@ def _inspect(
                 f"delivery {fingerprint[:16]} was already processed "
                 f"({previous.status}, {previous.processed_at:%Y-%m-%d %H:%M})",
             )
-    result = _validate(source, contract, extract_date, chunk_rows)
+    result = _validate(source, contract, extract_date, chunk_rows, accepted)
     summary = delivery_summary(result, today, extract_date)
     try:
         validate_delivery_summary(contract, source.name, summary)
@@ -483,14 +495,19 @@ def inspect_delivery(
     registry: DeliveryRegistry | None = None,
     chunk_rows: int = ingest.DEFAULT_CHUNK_ROWS,
     landing: Path | None = None,
+    accepted_to: AcceptedTo | None = None,
 ) -> tuple[Received, pl.DataFrame]:
-    """Read, conform and validate one delivery without writing anything.
+    """Read, conform and validate one delivery without writing anything (but what
+    `accepted_to` writes).
 
     Returns the result (its outcome `rejected` for a file-level failure) and the quarantine
     rows (row_number, rule, column and the raw row as text). The file is opened once
     (`source.open_source`; inside `landing` if given) and fingerprinted and read through that
     one descriptor. Any failure while reading it, a native library's panic included, becomes
     this delivery's rejection (`processing_failed`), never the run's end.
+
+    Accepted rows are returned as one frame, or, given `accepted_to`, handed to what it opens
+    chunk by chunk as they pass, so that no more than a chunk or two of the file is held.
     """
     path = Path(path)
     name = printable(path.name)
@@ -502,24 +519,42 @@ def inspect_delivery(
         "contract_version": contract.version,
         "extract_date": ingest.date_in_name(path.name) or today,
     }
+    collected = Collected() if accepted_to is None else None
     try:
         with open_source(
             path, landing=landing, max_line_bytes=contract.limits.max_line_bytes
         ) as source:
             extract_date = source.extract_date(ingest.date_in_name)
             base.update(delivery_id=source.fingerprint, extract_date=extract_date)
-            result, summary = _inspect(
-                source, contract, today, extract_date, registry, chunk_rows
+            destination = (
+                nullcontext(collected) if accepted_to is None
+                else accepted_to(source.fingerprint, extract_date)
             )
+            with destination as accepted:
+                result, summary = _inspect(
+                    source, contract, today, extract_date, registry, chunk_rows, accepted
+                )
     except DeliveryRejected as exc:
         outcome = rejected_outcome(base, exc)
-        return Received(empty_typed(contract), outcome), pl.DataFrame(schema=BREACH_SCHEMA)
+        return Received(_kept(collected, contract, None), outcome), _NO_BREACHES
     except CONTAINED as exc:  # noqa: BLE001 - one delivery's failure must not stop the run
         outcome = rejected_outcome(base, failure(name, "ingest", exc))
-        return Received(empty_typed(contract), outcome), pl.DataFrame(schema=BREACH_SCHEMA)
+        return Received(_kept(collected, contract, None), outcome), _NO_BREACHES
     quarantine = quarantine_rows(result)
     outcome = accepted_outcome(base, result, summary["rows_quarantined"])
-    return Received(result.frame, outcome), quarantine  # chunks arrive in file order
+    return Received(_kept(collected, contract, outcome), outcome), quarantine
+
+
+_NO_BREACHES = pl.DataFrame(schema=BREACH_SCHEMA)
+
+
+def _kept(
+    collected: Collected | None, contract: DepartmentContract, accepted: DeliveryOutcome | None
+) -> pl.DataFrame | None:
+    """The accepted rows, if they were kept here (in file order): none of a rejected delivery."""
+    if collected is None:
+        return None
+    return collected.frame(contract) if accepted is not None else empty_typed(contract)
 
 
 def receive_delivery(
@@ -531,8 +566,10 @@ def receive_delivery(
     registry: DeliveryRegistry | None = None,
     chunk_rows: int = ingest.DEFAULT_CHUNK_ROWS,
     landing: Path | None = None,
+    accepted_to: AcceptedTo | None = None,
 ) -> Received:
-    """Read, conform and validate one delivery; quarantine failing rows; return accepted rows.
+    """Read, conform and validate one delivery; quarantine failing rows; return accepted rows
+    (or hand them to `accepted_to` as they pass, as `inspect_delivery` says).
 
     Raises DeliveryRejected (one line: file, rule, column, count) for a file-level failure; the
     exception carries the rejected outcome as `.outcome` so the caller can record it. Pass a
@@ -540,7 +577,8 @@ def receive_delivery(
     and idempotently (same name for the same file), so a re-run after a crash resumes cleanly.
     """
     received, quarantine = inspect_delivery(
-        path, contract, today, registry=registry, chunk_rows=chunk_rows, landing=landing
+        path, contract, today, registry=registry, chunk_rows=chunk_rows, landing=landing,
+        accepted_to=accepted_to,
     )
     outcome = received.outcome
     if outcome.status == "rejected":

@@ -22,7 +22,13 @@ from transforms.intake.common import (
     reject,
     reject_repeated,
 )
-from transforms.intake.readers.text import decompressed, wide_encoding
+from transforms.intake.readers.text import (
+    EDGE_CHARS,
+    decompressed,
+    spool_path,
+    transcoded,
+    wide_encoding,
+)
 from transforms.intake.source import Source
 
 
@@ -38,17 +44,6 @@ def ends_truncated(data_tail: str, delimiter: str, width: int) -> bool:
     if last_line.count('"') % 2 == 1:
         return True
     return len(header_of(last_line, delimiter)) < width
-
-
-def looks_utf8(raw: bytes) -> bool:
-    """Bytes that decode as UTF-8 and use multi-byte sequences were not written as cp1252."""
-    if raw.isascii():
-        return False
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def utf8_valid(blocks) -> bool:
@@ -95,28 +90,21 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
         raise reject(name, "resource_limit",
                      f"line {source.long_line} is longer than {limit} bytes (maxLineBytes)")
     reader_source: str | bytes
-    if declared == "utf-8" and data is None:
-        reader_source = source.reader_path
-        head_text = source.head().decode("utf-8", errors="replace").removeprefix("\ufeff")
-        tail_text = source.tail().decode("utf-8", errors="replace")
+    spool = None
+    if declared == "utf-8":
+        # Read as it is: by the open descriptor, or the bytes unpacked from gzip.
+        reader_source = source.reader_path if data is None else data
+        head = source.head() if data is None else data[:EDGE_CHARS]
+        tail = source.tail() if data is None else data[-EDGE_CHARS:]
+        head_text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+        tail_text = tail.decode("utf-8", errors="replace")
     else:
-        raw = data if data is not None else source.read_bytes()
-        if declared == "utf-8":
-            text = raw.decode("utf-8", errors="replace")
-            reader_source = raw
-        else:
-            if not wide and looks_utf8(raw):
-                raise reject(name, "encoding",
-                             f"file is UTF-8 but the contract declares {contract.encoding}")
-            try:
-                text = raw.decode(wide[1] if wide and declared == "utf-16" else declared)
-            except UnicodeDecodeError:
-                raise reject(name, "encoding", f"file is not valid {contract.encoding}") from None
-            text = text.removeprefix("\ufeff")
-            reader_source = text.encode("utf-8")
-        del raw
-        head_text, tail_text = text[: 1 << 16], text[-(1 << 16) :]
-        del text
+        codec = wide[1] if wide and declared == "utf-16" else declared
+        spool, head_text, tail_text = transcoded(
+            source, codec, contract.encoding, data=data, refuse_utf8=not wide
+        )
+        reader_source = spool_path(spool)
+    del data
     # Classic Mac exports end lines with CR alone; Polars reads them given the line end.
     eol = "\r" if "\n" not in head_text and "\r" in head_text else "\n"
     header = header_of(head_text.splitlines()[0] if head_text else "", contract.delimiter)
@@ -130,10 +118,13 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
     def whole_text() -> str:
         if isinstance(reader_source, bytes):
             return reader_source.decode("utf-8", errors="replace")
-        return source.read_bytes().decode("utf-8", errors="replace")
+        with open(reader_source, "rb") as text:  # the landing file, or its UTF-8 copy
+            return text.read().decode("utf-8", errors="replace")
 
     def on_error(exc: BaseException) -> Exception:
-        if isinstance(reader_source, str) and not utf8_valid(source_blocks(source)):
+        if spool is None and isinstance(reader_source, str) and not utf8_valid(
+            source_blocks(source)
+        ):
             return reject(name, "encoding", "file is not valid UTF-8")
         where = where_csv_breaks(whole_text(), contract.delimiter, len(header))
         if "more fields" in str(exc):
@@ -158,4 +149,6 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
         lazy.collect_batches(chunk_size=chunk_rows), name, on_error, count_rows(lazy, on_error),
         drop_blank=True,
     )
-    return RawExtract(name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches)
+    return RawExtract(
+        name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches, spool=spool
+    )

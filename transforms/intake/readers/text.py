@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import tempfile
 import zlib
+from typing import IO
 
 from schemas.contract import DepartmentContract
 from transforms.intake.common import reject
-from transforms.intake.source import Source
+from transforms.intake.source import Source, descriptor_path
+
+# Characters of the text's beginning and end that the readers look at (header, last row).
+EDGE_CHARS = 1 << 16
 
 _GZIP = b"\x1f\x8b"
 _ZIP = b"PK\x03\x04"
@@ -79,3 +84,66 @@ class _Reader:
         data = self.source.read_at(self.offset, size)
         self.offset += len(data)
         return data
+
+
+def transcoded(
+    source: Source, codec: str, encoding: str, *, data: bytes | None = None,
+    refuse_utf8: bool = True,
+) -> tuple[IO[bytes], str, str]:
+    """The file (or its unpacked `data`) in `codec` re-encoded as UTF-8, which is all Polars
+    reads, a block at a time into a temporary file with no name; and the text's first and
+    last `EDGE_CHARS` characters.
+
+    Decoded whole, a 400 MB extract was held three times (bytes, text, UTF-8 bytes) and its
+    UTF-8 copy kept for the whole read. The temporary file is unnamed (O_TMPFILE, or unlinked
+    at once), so it is gone when closed, even if the process is killed. A byte-order mark is
+    dropped. With `refuse_utf8`, a file that is valid UTF-8 and not plain ASCII is rejected as
+    UTF-8, not decoded as `codec` into mojibake."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    spool = tempfile.TemporaryFile(prefix="cohortshare-")  # noqa: SIM115 - returned open
+    head, tail = "", ""
+    ascii_only = could_be_utf8 = True
+    undecodable = False
+    try:
+        for final, block in _blocks(source, data):
+            ascii_only = ascii_only and block.isascii()
+            if could_be_utf8:
+                try:
+                    utf8.decode(block, final=final)
+                except UnicodeDecodeError:
+                    could_be_utf8 = False
+            if undecodable:
+                continue
+            try:
+                text = decoder.decode(block, final=final)
+            except UnicodeDecodeError:
+                undecodable = True  # read on: a UTF-8 file is named as such
+                continue
+            if len(head) < EDGE_CHARS:
+                text = text.removeprefix("\ufeff") if not head else text
+                head = (head + text)[:EDGE_CHARS]
+            spool.write(text.encode("utf-8"))
+            tail = (tail + text)[-EDGE_CHARS:]
+        if refuse_utf8 and could_be_utf8 and not ascii_only:
+            raise reject(source.name, "encoding",
+                         f"file is UTF-8 but the contract declares {encoding}")
+        if undecodable:
+            raise reject(source.name, "encoding", f"file is not valid {encoding}")
+        spool.flush()
+    except BaseException:
+        spool.close()
+        raise
+    return spool, head, tail
+
+
+def spool_path(spool: IO[bytes]) -> str:
+    return descriptor_path(spool.fileno())
+
+
+def _blocks(source: Source, data: bytes | None, size: int = 1 << 20):
+    """(is the last, block) over the file's bytes, or over `data`."""
+    total = source.size if data is None else len(data)
+    for offset in range(0, total, size):
+        block = source.read_at(offset, size) if data is None else data[offset : offset + size]
+        yield offset + size >= total, block
