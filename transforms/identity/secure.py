@@ -41,10 +41,9 @@ def write_tokens(
         writer = token_writer(temporary, table.schema)
         try:
             writer.write_table(table)
-            writer.add_key_value_metadata(
-                token_metadata(outcome.department, outcome.extract_date, outcome.delivery_id,
-                          key_id, counts)
-            )
+            writer.add_key_value_metadata(token_metadata(
+                outcome.department, outcome.extract_date, outcome.delivery_id, key_id, counts
+            ))
         finally:
             writer.close()
 

@@ -203,7 +203,6 @@ class Collected:
         return pl.concat(self.frames, rechunk=False)
 
 
-
 @dataclass
 class DeliveryRows:
     """A delivery read to the end: how many rows were accepted (the rows went to the
@@ -225,7 +224,7 @@ class Tally:
     contract: DepartmentContract
     conformance: ingest.Conformance
     chunk_rows: int
-    accepted: AcceptedRows = field(default_factory=Collected)
+    accepted: AcceptedRows
     breaches: list[pl.DataFrame] = field(default_factory=list)
     quarantined_raw: list[pl.DataFrame] = field(default_factory=list)
     keys: list[pl.DataFrame] = field(default_factory=list)
