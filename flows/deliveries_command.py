@@ -72,7 +72,8 @@ def list_deliveries(args: argparse.Namespace) -> int:
 
 
 def check_delivery(args: argparse.Namespace) -> int:
-    from transforms.intake import inspect_delivery  # GX is slow to import: only when needed
+    # GX is slow to import: only when needed.
+    from transforms.intake import discard_accepted, inspect_delivery
 
     contracts = load_contracts(args.contracts)
     if args.department not in contracts:
@@ -82,7 +83,8 @@ def check_delivery(args: argparse.Namespace) -> int:
         )
     registry = DeliveryRegistry(args.root)
     received, _ = inspect_delivery(
-        args.file, contracts[args.department], args.today or date.today(), registry=registry
+        args.file, contracts[args.department], args.today or date.today(), registry=registry,
+        accepted_to=discard_accepted,
     )
     outcome = received.outcome
     print(json.dumps(outcome.model_dump(mode="json", exclude={"processed_at"}), indent=2))

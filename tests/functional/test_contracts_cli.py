@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -147,3 +148,16 @@ def test_deliveries_check_rejects_in_one_line_with_exit_5(tmp_path, capsys):
         "short (no final newline)\n"
     )
     assert not (tmp_path / "audit").exists()
+
+
+def test_deliveries_check_accepts_counting_rows_and_writes_nothing(tmp_path, capsys):
+    code = main([
+        "deliveries", "check", str(FIXTURES / "bad_postcode_20261030.csv"),
+        "--department", "adult_social_care", "--today", "2026-11-02", "--root", str(tmp_path),
+    ])
+    outcome = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert outcome["status"] == "accepted"
+    assert outcome["rows_accepted"] + outcome["rows_quarantined"] == outcome["rows_received"]
+    assert outcome["rows_quarantined"] > 0 and outcome["rows_accepted"] > 0
+    assert list(tmp_path.iterdir()) == []

@@ -16,6 +16,7 @@ import importlib
 _PUBLIC = {
     "receive_delivery": "validate",
     "inspect_delivery": "validate",
+    "discard_accepted": "validate",
     "fingerprint_file": "ingest",
     "discover_deliveries": "landing",
     "printable": "names",

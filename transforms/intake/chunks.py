@@ -203,6 +203,16 @@ class Collected:
         return pl.concat(self.frames, rechunk=False)
 
 
+class Discarded:
+    """Accepted rows dropped as they pass, for a caller that needs only the outcome."""
+
+    def write(self, frame: pl.DataFrame) -> None:
+        pass
+
+    def restart(self) -> None:
+        pass
+
+
 @dataclass
 class DeliveryRows:
     """A delivery read to the end: how many rows were accepted (the rows went to the

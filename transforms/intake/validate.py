@@ -53,6 +53,7 @@ from transforms.intake.chunks import (
     AcceptedRows,
     Collected,
     DeliveryRows,
+    Discarded,
     Tally,
     empty_typed,
     prepared_chunks,
@@ -114,6 +115,11 @@ class Received:
 # open): a context manager whose rows are kept only if the delivery is accepted, that is if its
 # block ends without an exception (the flow's token file, `transforms.identity.secure`).
 AcceptedTo = Callable[[str, date], AbstractContextManager[AcceptedRows]]
+
+
+def discard_accepted(delivery_id: str, extract_date: date) -> AbstractContextManager[Discarded]:
+    """`accepted_to` for a dry run: the outcome is all it keeps."""
+    return nullcontext(Discarded())
 
 
 # --- GX context and suites -------------------------------------------------------------------
