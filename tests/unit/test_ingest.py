@@ -382,3 +382,55 @@ def test_a_byte_windows_1252_lacks_rejects_without_quoting_the_text(tmp_path):
     with pytest.raises(DeliveryRejected) as caught:
         ingest.open_extract(path, CT)
     assert str(caught.value) == f"{path.name}: encoding: file is not valid {CT.encoding}"
+
+
+def _gzip(contract, **limits):
+    values = contract.limits.model_dump() | limits
+    return contract.model_copy(update={
+        "compression": "gzip", "limits": type(contract.limits).model_validate(values),
+    })
+
+
+def test_a_gzip_extract_unpacks_to_the_limit_and_not_a_byte_more(tmp_path):
+    """maxDecompressedBytes at the unpacked size reads the file; one byte less rejects it."""
+    import gzip
+
+    text = _ct_bytes(["Zoë", "£12"], 2_000, "cp1252")
+    path = tmp_path / "council_tax_20261030.csv"
+    path.write_bytes(gzip.compress(text, mtime=0))
+    frame = pl.concat(list(ingest.open_extract(path, _gzip(CT, max_decompressed_bytes=len(text)),
+                                               chunk_rows=700).batches))
+    assert frame.height == 2_000
+    assert frame[CT.columns[0].physical_name].to_list()[:2] == ["Zoë", "£12"]
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(path, _gzip(CT, max_decompressed_bytes=len(text) - 1))
+    assert str(caught.value) == (
+        f"{path.name}: resource_limit: unpacks to more than the contract's {len(text) - 1} "
+        "bytes (maxDecompressedBytes)"
+    )
+
+
+@pytest.mark.parametrize(("fmt", "name"), [
+    ("csv", "asc_20261030.csv"), ("ndjson", "housing_20261030.ndjson"),
+])
+def test_a_damaged_gzip_stream_or_a_long_unpacked_line_rejects(tmp_path, fmt, name):
+    """A stream cut short is `truncated`; a line longer than maxLineBytes once unpacked is
+    `resource_limit`, as it would be in a plain file (gzip hides it from the file's own)."""
+    import gzip
+
+    contract = ASC if fmt == "csv" else CONTRACTS["housing"]
+    if fmt == "csv":
+        text = (",".join(ASC_HEADER) + "\n" + "ASC1," + "x" * 5_000 + "\n").encode()
+    else:
+        text = ('{"a": "' + "x" * 5_000 + '"}\n').encode()
+    packed = gzip.compress(text, mtime=0)
+    path = tmp_path / name
+    path.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(path, _gzip(contract))
+    assert str(caught.value) == f"{name}: truncated: the gzip stream is damaged or cut short"
+    path.write_bytes(packed)
+    with pytest.raises(DeliveryRejected) as caught:
+        ingest.open_extract(path, _gzip(contract, max_line_bytes=2_048))
+    assert str(caught.value).startswith(f"{name}: resource_limit: line ")
+    assert "longer than 2048 bytes (maxLineBytes)" in str(caught.value)

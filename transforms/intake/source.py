@@ -137,12 +137,21 @@ def open_source(
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise reject(path.name, "not_a_file", f"{file_kind(info.st_mode)}, not a regular file")
-    source = Source(resolved, fd, info.st_size, info.st_mtime)
+    return open_descriptor(resolved, fd, info.st_mtime, max_line_bytes=max_line_bytes)
+
+
+def open_descriptor(
+    path: Path, fd: int, mtime: float, *, max_line_bytes: int | None = None
+) -> Source:
+    """A Source over an open regular file `fd` (closed with it), shown under `path`'s name:
+    fingerprinted, its lines measured if asked."""
+    source = Source(Path(path), fd, os.fstat(fd).st_size, mtime)
     try:
         _fingerprint(source, max_line_bytes)
     except OSError as exc:
         source.close()
-        raise reject(path.name, "unreadable", f"read failed ({type(exc).__name__})") from None
+        raise reject(source.name, "unreadable", f"read failed ({type(exc).__name__})") \
+            from None
     return source
 
 

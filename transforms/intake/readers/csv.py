@@ -22,13 +22,7 @@ from transforms.intake.common import (
     reject,
     reject_repeated,
 )
-from transforms.intake.readers.text import (
-    EDGE_CHARS,
-    decompressed,
-    spool_path,
-    transcoded,
-    wide_encoding,
-)
+from transforms.intake.readers.text import spool_path, transcoded, unpacked, wide_encoding
 from transforms.intake.source import Source
 
 
@@ -80,31 +74,26 @@ def where_csv_breaks(text: str, delimiter: str, width: int) -> str:
 def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
     name = source.name
     declared = codecs.lookup(contract.encoding).name
-    data = decompressed(source, contract)
-    wide = wide_encoding(data[:4096] if data is not None else source.head(4096))
+    source = unpacked(source, contract)
+    wide = wide_encoding(source.head(4096))
     if wide and not declared.startswith(("utf-16", "utf-32")):
         raise reject(name, "encoding", f"file is {wide[0]}; the contract declares "
                      f"{contract.encoding}")
-    if data is None and source.long_line is not None:
+    if source.long_line is not None:
         limit = contract.limits.max_line_bytes
         raise reject(name, "resource_limit",
                      f"line {source.long_line} is longer than {limit} bytes (maxLineBytes)")
-    reader_source: str | bytes
     spool = None
     if declared == "utf-8":
-        # Read as it is: by the open descriptor, or the bytes unpacked from gzip.
-        reader_source = source.reader_path if data is None else data
-        head = source.head() if data is None else data[:EDGE_CHARS]
-        tail = source.tail() if data is None else data[-EDGE_CHARS:]
-        head_text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
-        tail_text = tail.decode("utf-8", errors="replace")
+        reader_source = source.reader_path
+        head_text = source.head().decode("utf-8", errors="replace").removeprefix("\ufeff")
+        tail_text = source.tail().decode("utf-8", errors="replace")
     else:
         codec = wide[1] if wide and declared == "utf-16" else declared
         spool, head_text, tail_text = transcoded(
-            source, codec, contract.encoding, data=data, refuse_utf8=not wide
+            source, codec, contract.encoding, refuse_utf8=not wide
         )
         reader_source = spool_path(spool)
-    del data
     # Classic Mac exports end lines with CR alone; Polars reads them given the line end.
     eol = "\r" if "\n" not in head_text and "\r" in head_text else "\n"
     header = header_of(head_text.splitlines()[0] if head_text else "", contract.delimiter)
@@ -116,15 +105,11 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
         raise reject(name, "truncated", "the last row is cut short (no final newline)")
 
     def whole_text() -> str:
-        if isinstance(reader_source, bytes):
-            return reader_source.decode("utf-8", errors="replace")
-        with open(reader_source, "rb") as text:  # the landing file, or its UTF-8 copy
+        with open(reader_source, "rb") as text:  # the file (unpacked), or its UTF-8 copy
             return text.read().decode("utf-8", errors="replace")
 
     def on_error(exc: BaseException) -> Exception:
-        if spool is None and isinstance(reader_source, str) and not utf8_valid(
-            source_blocks(source)
-        ):
+        if spool is None and not utf8_valid(source_blocks(source)):
             return reject(name, "encoding", "file is not valid UTF-8")
         where = where_csv_breaks(whole_text(), contract.delimiter, len(header))
         if "more fields" in str(exc):
@@ -149,6 +134,8 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
         lazy.collect_batches(chunk_size=chunk_rows), name, on_error, count_rows(lazy, on_error),
         drop_blank=True,
     )
+    # The batches read the UTF-8 copy, or the file (unpacked from gzip into a file of its own).
     return RawExtract(
-        name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches, spool=spool
+        name, columns[1:] if columns[0] == ROW_NUMBER else columns, batches,
+        spool=spool or source,
     )

@@ -25,7 +25,7 @@ from transforms.intake.common import (
     slices,
 )
 from transforms.intake.readers.csv import source_blocks, utf8_valid
-from transforms.intake.readers.text import decompressed, wide_encoding
+from transforms.intake.readers.text import unpacked, wide_encoding
 from transforms.intake.source import Source
 
 
@@ -52,16 +52,18 @@ def top_level_findings(line: str) -> list[tuple[str, str]] | None:
     return found
 
 
-def _check_text(source: Source, contract: DepartmentContract, name: str) -> bytes | None:
-    data = decompressed(source, contract)
-    wide = wide_encoding(data[:4096] if data is not None else source.head(4096))
+def _text_source(source: Source, contract: DepartmentContract, name: str) -> Source:
+    """The file to read (unpacked if gzip), once it is known to be UTF-8-like text within the
+    line limit."""
+    source = unpacked(source, contract)
+    wide = wide_encoding(source.head(4096))
     if wide:
         raise reject(name, "encoding", f"file is {wide[0]}; JSON extracts must be UTF-8")
-    if data is None and source.long_line is not None:
+    if source.long_line is not None:
         limit = contract.limits.max_line_bytes
         raise reject(name, "resource_limit",
                      f"line {source.long_line} is longer than {limit} bytes (maxLineBytes)")
-    return data
+    return source
 
 
 def _where_ndjson_breaks(text: str) -> str:
@@ -117,20 +119,16 @@ def _mark_nested(batches, nested: pl.DataFrame):
 
 def open_ndjson(source: Source, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
     name = source.name
-    data = _check_text(source, contract, name)
-    reader_source: str | bytes = data if data is not None else source.reader_path
-
-    def text() -> str:
-        raw = data if data is not None else source.read_bytes()
-        return raw.decode("utf-8", errors="replace")
+    source = _text_source(source, contract, name)
+    reader_source = source.reader_path
 
     def on_error(exc: BaseException) -> Exception:
-        if data is None and not utf8_valid(source_blocks(source)):
+        if not utf8_valid(source_blocks(source)):
             return reject(name, "encoding", "file is not valid UTF-8")
-        tail = (data[-4096:] if data is not None else source.tail(4096)).rstrip()
-        if not tail.endswith(b"}"):
+        if not source.tail(4096).rstrip().endswith(b"}"):
             return reject(name, "truncated", "the last line is cut short")
-        return reject(name, "unreadable", f"not valid NDJSON ({_where_ndjson_breaks(text())})")
+        text = source.read_bytes().decode("utf-8", errors="replace")
+        return reject(name, "unreadable", f"not valid NDJSON ({_where_ndjson_breaks(text)})")
 
     try:
         schema = pl.scan_ndjson(reader_source, infer_schema_length=None).collect_schema()
@@ -155,6 +153,7 @@ def open_ndjson(source: Source, contract: DepartmentContract, chunk_rows: int) -
     return RawExtract(
         name, list(schema), _mark_nested(batches, nested) if nested.height else batches,
         flags=findings.filter(pl.col("rule") == "duplicate_key"),
+        spool=source,  # the file the batches read, if unpacked from gzip
     )
 
 
@@ -170,8 +169,7 @@ def _json_text(value: object) -> str | None:
 
 def open_json(source: Source, contract: DepartmentContract, chunk_rows: int) -> RawExtract:
     name = source.name
-    data = _check_text(source, contract, name)
-    raw = data if data is not None else source.read_bytes()
+    raw = _text_source(source, contract, name).read_bytes()  # an array is parsed whole
     try:
         document = json.loads(raw, object_pairs_hook=_pairs)
     except UnicodeDecodeError:

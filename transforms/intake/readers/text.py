@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import os
 import tempfile
 import zlib
 from typing import IO
 
 from schemas.contract import DepartmentContract
 from transforms.intake.common import reject
-from transforms.intake.source import Source, descriptor_path
+from transforms.intake.source import BLOCK, Source, descriptor_path, open_descriptor
 
 # Characters of the text's beginning and end that the readers look at (header, last row).
 EDGE_CHARS = 1 << 16
@@ -45,32 +46,45 @@ def wide_encoding(head: bytes) -> tuple[str, str] | None:
     return None
 
 
-def decompressed(source: Source, contract: DepartmentContract) -> bytes | None:
-    """The file's bytes unpacked if it is compressed and the contract allows it; None if it is
-    not compressed; a rejection if it is compressed and the contract does not say so."""
+def unpacked(source: Source, contract: DepartmentContract) -> Source:
+    """The file to read: `source` itself if it is not compressed; if it is gzip and the contract
+    allows it, its stream unpacked a block at a time into an unnamed temporary file, opened as a
+    `Source` of the same name (lines measured against maxLineBytes as in any file). Rejected if
+    it is compressed and the contract does not say so, if it unpacks to more than the
+    contract's maxDecompressedBytes, or if the stream is damaged."""
     head = source.head(8)
     name = source.name
     if head.startswith(_ZIP):
         raise reject(name, "compression", "file is a zip archive (or a spreadsheet), not text")
     if not head.startswith(_GZIP):
-        return None
+        return source
     if contract.compression != "gzip":
         raise reject(
             name, "compression",
             f"file is gzip-compressed; the contract declares {contract.compression}",
         )
     limit = contract.limits.max_decompressed_bytes
-    try:
-        with gzip.GzipFile(fileobj=_Reader(source)) as stream:
-            data = stream.read(limit + 1)
-    except (OSError, EOFError, zlib.error):
-        raise reject(name, "truncated", "the gzip stream is damaged or cut short") from None
-    if len(data) > limit:
-        raise reject(
-            name, "resource_limit",
-            f"unpacks to more than the contract's {limit} bytes (maxDecompressedBytes)",
+    with tempfile.TemporaryFile(prefix="cohortshare-") as spool:
+        size = 0
+        try:
+            with gzip.GzipFile(fileobj=_Reader(source)) as stream:
+                while block := stream.read(min(BLOCK, limit + 1 - size)):
+                    size += len(block)
+                    if size > limit:
+                        raise reject(
+                            name, "resource_limit",
+                            f"unpacks to more than the contract's {limit} bytes "
+                            "(maxDecompressedBytes)",
+                        )
+                    spool.write(block)
+        except (OSError, EOFError, zlib.error):
+            raise reject(name, "truncated", "the gzip stream is damaged or cut short") from None
+        spool.flush()
+        # Its own descriptor: the unnamed file lives as long as the Source that reads it.
+        return open_descriptor(
+            source.path, os.dup(spool.fileno()), source.mtime,
+            max_line_bytes=contract.limits.max_line_bytes,
         )
-    return data
 
 
 class _Reader:
@@ -87,10 +101,9 @@ class _Reader:
 
 
 def transcoded(
-    source: Source, codec: str, encoding: str, *, data: bytes | None = None,
-    refuse_utf8: bool = True,
+    source: Source, codec: str, encoding: str, *, refuse_utf8: bool = True
 ) -> tuple[IO[bytes], str, str]:
-    """The file (or its unpacked `data`) in `codec` re-encoded as UTF-8, which is all Polars
+    """The file in `codec` re-encoded as UTF-8, which is all Polars
     reads, a block at a time into a temporary file with no name; and the text's first and
     last `EDGE_CHARS` characters.
 
@@ -106,7 +119,7 @@ def transcoded(
     ascii_only = could_be_utf8 = True
     undecodable = False
     try:
-        for final, block in _blocks(source, data):
+        for final, block in _blocks(source):
             ascii_only = ascii_only and block.isascii()
             if could_be_utf8:
                 try:
@@ -141,9 +154,7 @@ def spool_path(spool: IO[bytes]) -> str:
     return descriptor_path(spool.fileno())
 
 
-def _blocks(source: Source, data: bytes | None, size: int = 1 << 20):
-    """(is the last, block) over the file's bytes, or over `data`."""
-    total = source.size if data is None else len(data)
-    for offset in range(0, total, size):
-        block = source.read_at(offset, size) if data is None else data[offset : offset + size]
-        yield offset + size >= total, block
+def _blocks(source: Source):
+    """(is the last, block) over the file's bytes."""
+    for offset in range(0, source.size, BLOCK):
+        yield offset + BLOCK >= source.size, source.read_at(offset, BLOCK)
