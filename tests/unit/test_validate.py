@@ -264,3 +264,28 @@ def test_a_streamed_token_file_is_the_pseudonymised_accepted_rows(tmp_path):
     with pytest.raises(DeliveryRejected):
         receive_delivery(stale, contract, other, TODAY, accepted_to=tokens_to(other, stale.name))
     assert [p for p in _token_files(other) if p.is_file()] == []
+
+
+def test_rows_that_fail_where_they_are_sent_reject_the_delivery_counting_them(tmp_path):
+    """A failure of what takes the accepted rows (pseudonymisation, say) rejects the delivery
+    with its one-line reason, every row read so far held back as quarantined."""
+    from transforms.intake.checks import failure
+
+    contract = CONTRACTS["adult_social_care"]
+    path = FIXTURES / "bad_postcode_20261030.csv"
+
+    class Failing(Recording):
+        def write(self, frame: pl.DataFrame) -> None:
+            if self.frames:
+                raise failure(path.name, "pseudonymisation", RuntimeError())
+            super().write(frame)
+
+    with pytest.raises(DeliveryRejected) as caught:
+        receive_delivery(path, contract, tmp_path, TODAY, chunk_rows=12,
+                         accepted_to=lambda *_: contextlib.nullcontext(Failing()))
+    outcome = caught.value.outcome
+    assert outcome.status == "rejected" and outcome.rejection_rule == "processing_failed"
+    assert outcome.rejection.startswith(f"{path.name}: processing_failed: pseudonymisation failed")
+    assert outcome.rows_received == outcome.rows_quarantined == 24  # two chunks read
+    assert outcome.rows_accepted == 0
+    assert not (tmp_path / "quarantine").exists()

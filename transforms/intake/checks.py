@@ -89,7 +89,7 @@ def failure(file_name: str, stage: str, exc: BaseException) -> DeliveryRejected:
 def rejected_outcome(base: dict[str, Any], exc: DeliveryRejected) -> DeliveryOutcome:
     """A rejected delivery: every row it was read to have is counted as quarantined."""
     received = getattr(exc, "rows_received", 0)
-    rule = getattr(exc, "rule", "rejected")
+    rule = exc.rule or "rejected"
     return DeliveryOutcome(
         **base, status="rejected", rows_received=received, rows_accepted=0,
         rows_quarantined=received, quarantine_by_rule={rule: received} if received else {},

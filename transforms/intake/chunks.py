@@ -23,6 +23,7 @@ from typing import Protocol
 import polars as pl
 
 from schemas.contract import DepartmentContract
+from schemas.errors import DeliveryRejected
 from transforms.intake import ingest
 from transforms.intake.common import NESTED, ROW_NUMBER, reject
 
@@ -264,7 +265,11 @@ class Tally:
         )
         self.rows_accepted += good.height
         if good.height:
-            self.accepted.write(accepted_rows(good, contract))
+            try:
+                self.accepted.write(accepted_rows(good, contract))
+            except DeliveryRejected as failed:  # pseudonymising them, say: the rows read so far
+                failed.rows_received = self.rows  # type: ignore[attr-defined]
+                raise
         del good
         if chunk_breaches.height:
             self.breaches.append(chunk_breaches)
