@@ -1,5 +1,6 @@
 import polars as pl
 
+from schemas.cohorts import Indicator
 from transforms.identity.population import build_population
 
 
@@ -107,3 +108,50 @@ def test_indicator_problems_are_reported_together_before_any_data():
             Indicator(name="age", department="housing", description="d", rule="tenure = 'C'"),
         ])
     assert "nowhere" in str(error.value) and "benefit_type" in str(error.value)
+
+
+def test_linkage_keys_built_as_numbers_give_the_population_built_on_the_text(monkeypatch):
+    """Keys of linkage's form are sorted, grouped and joined as 128-bit numbers: the same
+    people, values and order as when built on the text."""
+    import hashlib
+
+    from transforms.identity import population
+
+    keys = ["p-" + hashlib.sha256(str(i).encode()).hexdigest()[:24] for i in range(60)]
+    n = len(keys) * 2
+    linked = _linked(
+        department=["benefits", "housing"] * len(keys),
+        row_number=list(range(n)),
+        person_key=[k for k in keys for _ in range(2)],
+        household_key=[f"h{i % 7}" for i in range(n)],
+        age=[30 + i % 50 for i in range(n)],
+        lsoa=[None if i % 9 == 0 else f"L{i % 3}" for i in range(n)],
+    )
+    # Housing's arrears from its records; council tax's discount from none (an empty frame).
+    features = population.PersonFeatures(
+        departments=("benefits", "council_tax", "housing"),
+        attributes=(population.Attribute("housing", "in_rent_arrears", "any", pl.Boolean),),
+        indicators=(
+            Indicator(name="arrears", department="housing", description="-",
+                      rule="in_rent_arrears"),
+            Indicator(name="discount", department="council_tax", description="-",
+                      rule="band = 'A'"),
+        ),
+    )
+    linked = linked.with_columns(in_rent_arrears=pl.int_range(n) % 4 == 1)  # housing rows
+    assert population._key_numbers(linked["person_key"]) is not None
+    numbered = build_population(linked, features, removed=pl.Series(keys[:5]), partitions=3)
+    monkeypatch.setattr(population, "_key_numbers", lambda keys: None)
+    as_text = build_population(linked, features, removed=pl.Series(keys[:5]), partitions=3)
+    assert numbered[0]["arrears"].any() and not numbered[0]["discount"].any()
+    assert numbered[0].equals(as_text[0]) and numbered[1].equals(as_text[1])
+    assert numbered[0]["person_key"].to_list() == sorted(numbered[0]["person_key"].to_list())
+
+
+def test_keys_differing_only_in_case_stay_two_people():
+    from transforms.identity import population
+
+    keys = ["p-" + "a" * 24, "p-" + "A" * 24]
+    assert population._key_numbers(pl.Series(keys)) is None
+    linked = _linked(department=["benefits", "housing"], row_number=[1, 2], person_key=keys)
+    assert build_population(linked)[2].people == 2
