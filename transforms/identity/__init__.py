@@ -17,7 +17,13 @@ from transforms.identity.opt_out import (
     registers_apart,
     release_extract_date,
 )
-from transforms.identity.population import PersonFeatures, build_population, person_features
+from transforms.identity.population import (
+    PersonFeatures,
+    build_population,
+    finish_population,
+    person_features,
+    residents_of,
+)
 from transforms.identity.pseudonymise import pseudonymise, token_file
 from transforms.identity.secure import (
     latest_tokens,
@@ -32,6 +38,7 @@ __all__ = [
     "GEOGRAPHY_FILE",
     "apply_opt_outs",
     "build_population",
+    "finish_population",
     "person_features",
     "latest_tokens",
     "link",
@@ -44,6 +51,7 @@ __all__ = [
     "read_register",
     "registers_apart",
     "release_extract_date",
+    "residents_of",
     "token_file",
     "token_path",
     "tokens_dir",

@@ -226,6 +226,15 @@ PEOPLE_COLUMNS = ("person_key", "household_key", "age", "sex", "ethnicity", "lso
 # 23.3 s). Keys of any other form are used as they are.
 _LINKAGE_KEY = r"^p-[0-9a-f]{24}$"
 _KEY_TEXT = "_person_key_text"
+# A resident's departments as bits of one number (`_department_bits`).
+_HELD = "_departments_held"
+
+
+def _department_bits(departments: pl.Series) -> dict[str, int]:
+    names = sorted(departments.unique().drop_nulls().to_list())
+    if len(names) > 63:
+        raise ConfigError(f"{len(names)} departments: a population holds at most 63")
+    return {name: 1 << i for i, name in enumerate(names)}
 
 
 def _key_numbers(keys: pl.Series) -> pl.Series | None:
@@ -239,18 +248,26 @@ def _people(
     linked: pl.DataFrame,
     features: PersonFeatures,
     priority: dict[str, int],
+    bits: dict[str, int],
     rows: pl.Expr = pl.lit(True),  # noqa: B008 - an immutable expression
 ) -> pl.DataFrame:
     """One row per person of `linked`'s `rows` (which hold every record of each of their
     persons): the base columns, attributes and indicators."""
+    numbers = _key_numbers(linked.get_column("person_key"))
+    text = [] if numbers is None else [_KEY_TEXT]
+    if numbers is not None:  # one partition's keys at a time: 16 bytes a record
+        linked = linked.with_columns(
+            pl.col("person_key").alias(_KEY_TEXT), numbers.alias("person_key")
+        )
+        del numbers
     # Sorted by person, then by how trusted the department is: the groups come out in person
     # key order and each value is taken from the most trusted record that has one. Only the
     # columns read here are sorted.
-    text = [_KEY_TEXT] if _KEY_TEXT in linked.columns else []
     ranked = linked.select(
         "person_key", *text, "household_key", "age", "sex", "ethnicity", "lsoa", "department",
         "row_number",
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank"),
+        pl.col("department").replace_strict(bits, return_dtype=pl.Int64).alias(_HELD),
     ).filter(rows).sort("person_key", "_rank", "row_number")
     people = ranked.group_by("person_key", maintain_order=True).agg(
         *(pl.col(name).first() for name in text),
@@ -259,7 +276,7 @@ def _people(
         pl.col("sex").drop_nulls().first().fill_null(SEX_UNKNOWN),
         pl.col("ethnicity").drop_nulls().first().fill_null(ETHNICITY_NOT_STATED),
         pl.col("lsoa").drop_nulls().first(),
-        pl.col("department").unique().sort().alias("departments"),
+        pl.col(_HELD).bitwise_or(),  # the departments, as bits: listed when finished
     )
     del ranked
     for frame in [*_attributes(linked, features, rows), *_indicators(linked, features, rows)]:
@@ -283,48 +300,91 @@ def build_population(
     `partitions` at a time (by default one per PARTITION_RECORDS records); the result does not
     depend on it. Records of the persons in `removed` (opt-outs) are left out as each partition
     is taken, so no filtered copy of every record is made.
+
+    In two steps, `residents_of` and `finish_population`, so that a caller can free the linked
+    records between them (the flow does: 10M records, about 1 GB).
     """
+    return finish_population(residents_of(linked, features, partitions, removed), features)
+
+
+@dataclass
+class Residents:
+    """Residents built from the linked records, partition by partition, not yet finished."""
+
+    partitions: list[pl.DataFrame]
+    records: int
+    bits: dict[str, int]  # department -> its bit in each resident's `_HELD`
+
+
+def residents_of(
+    linked: pl.DataFrame,
+    features: PersonFeatures | None = None,
+    partitions: int | None = None,
+    removed: pl.Series | None = None,
+) -> Residents:
+    """The first step of `build_population`: one row per resident, by partition."""
     features = features or PersonFeatures()
     priority = {dept: i for i, dept in enumerate(features.priority)}
     kept = None
     if removed is not None and removed.len():
         kept = ~linked.get_column("person_key").is_in(removed.implode())
-    numbers = _key_numbers(linked.get_column("person_key"))
-    if numbers is not None:
-        linked = linked.with_columns(
-            pl.col("person_key").alias(_KEY_TEXT), numbers.alias("person_key")
-        )
-        del numbers
     records = linked.height if kept is None else int(kept.sum())
     parts = partitions or partitions_for(records)
+    bits = _department_bits(linked.get_column("department"))
     if parts == 1:
         # The kept records are picked as they are read (1M records: 0.9 GB at the peak, 1.3 GB
         # copying them first).
-        built = [_people(linked, features, priority, pl.lit(True if kept is None else kept))]
+        built = [
+            _people(linked, features, priority, bits, pl.lit(True if kept is None else kept))
+        ]
     else:
         # Each partition copied out once: cheaper than picking its rows from every record at
         # each step (10M records: 6 s and 0.4 GB more that way).
         part = person_partition(linked.get_column("person_key"), parts)
         built = [
             _people(linked.filter(part == i if kept is None else kept & (part == i)),
-                    features, priority)
+                    features, priority, bits)
             for i in range(parts)
         ]
-        del part
+    return Residents(built, records, bits)
+
+
+def finish_population(
+    residents: Residents, features: PersonFeatures | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
+    """The second step of `build_population`; takes the partitions out of `residents`."""
+    features = features or PersonFeatures()
+    built = residents.partitions
     # How many departments know each household: its members may sit in different partitions.
+    # Each member's departments are bits of one number (exploding their lists held 10M rows).
     household_departments = (
-        pl.concat([people.select("household_key", "departments") for people in built])
+        pl.concat([people.select("household_key", _HELD) for people in built])
         .filter(pl.col("household_key").is_not_null())
-        .explode("departments")
         .group_by("household_key")
-        .agg(pl.col("departments").n_unique().cast(pl.Int64).alias("household_departments"))
+        .agg(
+            pl.col(_HELD).bitwise_or().bitwise_count_ones().cast(pl.Int64)
+            .alias("household_departments")
+        )
+    )
+    # Each resident's sorted list of departments, from the few department sets that occur.
+    held = pl.concat([people.select(_HELD) for people in built]).unique().get_column(_HELD)
+    lists = pl.DataFrame(
+        {
+            _HELD: held,
+            "departments": [
+                [d for d, bit in sorted(residents.bits.items()) if mask & bit]
+                for mask in held.to_list()
+            ],
+        },
+        schema={_HELD: pl.Int64, "departments": pl.List(pl.String)},
     )
     # Each partition finished and its raw rows dropped before the next: one copy of the
     # residents in memory, not one per step (7M residents: the build's peak 8.0 -> 6.8 GB).
     population, incomplete = [], []
     people_total = 0
     while built:
-        people = _finished(built.pop(0), household_departments, features)
+        people = built.pop(0).join(lists, on=_HELD, how="left", maintain_order="left")
+        people = _finished(people, household_departments, features)
         people_total += people.height
         complete = pl.col("lsoa").is_not_null()
         population.append(people.filter(complete))
@@ -333,7 +393,7 @@ def build_population(
     population = pl.concat(population)
     incomplete = pl.concat(incomplete)
     counts = PopulationCounts(
-        records=records,
+        records=residents.records,
         people=people_total,
         households=household_departments.height,
         people_incomplete=incomplete.height,
@@ -348,7 +408,7 @@ def _finished(
     attributes, known_to_<department>, indicators (still in person key order)."""
     people = people.join(
         household_departments, on="household_key", how="left", maintain_order="left"
-    )
+    ).drop(_HELD)
     if _KEY_TEXT in people.columns:
         people = people.with_columns(pl.col(_KEY_TEXT).alias("person_key")).drop(_KEY_TEXT)
     names = [i.name for i in features.indicators]
