@@ -82,6 +82,11 @@ class Source:
     def read_bytes(self) -> bytes:
         return self.read_at(0, self.size)
 
+    def blocks(self, size: int = BLOCK):
+        """The file's bytes, `size` at a time."""
+        for offset in range(0, self.size, size):
+            yield self.read_at(offset, size)
+
     def head(self, length: int = 1 << 16) -> bytes:
         return self.read_at(0, min(length, self.size))
 

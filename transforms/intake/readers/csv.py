@@ -51,11 +51,6 @@ def utf8_valid(blocks) -> bool:
     return True
 
 
-def source_blocks(source: Source, size: int = 1 << 20):
-    for offset in range(0, source.size, size):
-        yield source.read_at(offset, size)
-
-
 def where_csv_breaks(text: str, delimiter: str, width: int) -> str:
     """The first line at which `text` stops being CSV with `width` fields, in words."""
     csv.field_size_limit(1 << 30)
@@ -109,7 +104,7 @@ def open_csv(source: Source, contract: DepartmentContract, chunk_rows: int) -> R
             return text.read().decode("utf-8", errors="replace")
 
     def on_error(exc: BaseException) -> Exception:
-        if spool is None and not utf8_valid(source_blocks(source)):
+        if spool is None and not utf8_valid(source.blocks()):
             return reject(name, "encoding", "file is not valid UTF-8")
         where = where_csv_breaks(whole_text(), contract.delimiter, len(header))
         if "more fields" in str(exc):

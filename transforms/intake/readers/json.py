@@ -24,7 +24,7 @@ from transforms.intake.common import (
     reject,
     slices,
 )
-from transforms.intake.readers.csv import source_blocks, utf8_valid
+from transforms.intake.readers.csv import utf8_valid
 from transforms.intake.readers.text import unpacked, wide_encoding
 from transforms.intake.source import Source
 
@@ -123,7 +123,7 @@ def open_ndjson(source: Source, contract: DepartmentContract, chunk_rows: int) -
     reader_source = source.reader_path
 
     def on_error(exc: BaseException) -> Exception:
-        if not utf8_valid(source_blocks(source)):
+        if not utf8_valid(source.blocks()):
             return reject(name, "encoding", "file is not valid UTF-8")
         if not source.tail(4096).rstrip().endswith(b"}"):
             return reject(name, "truncated", "the last line is cut short")

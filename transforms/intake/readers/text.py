@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import itertools
 import os
 import tempfile
 import zlib
@@ -119,7 +120,8 @@ def transcoded(
     ascii_only = could_be_utf8 = True
     undecodable = False
     try:
-        for final, block in _blocks(source):
+        for block in itertools.chain(source.blocks(), [b""]):  # b"" ends both decoders
+            final = not block
             ascii_only = ascii_only and block.isascii()
             if could_be_utf8:
                 try:
@@ -152,9 +154,3 @@ def transcoded(
 
 def spool_path(spool: IO[bytes]) -> str:
     return descriptor_path(spool.fileno())
-
-
-def _blocks(source: Source):
-    """(is the last, block) over the file's bytes."""
-    for offset in range(0, source.size, BLOCK):
-        yield offset + BLOCK >= source.size, source.read_at(offset, BLOCK)
