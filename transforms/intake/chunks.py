@@ -251,7 +251,6 @@ class Tally:
 
     def add(self, chunk: Prepared, rule_breaches: pl.DataFrame) -> None:
         """Count one chunk, given the breaches GX found in it."""
-        contract = self.contract
         self.rows += chunk.frame.height
         self.neutralised += chunk.neutralised
         for totals, counts in ((self.present, chunk.present), (self.untyped, chunk.untyped)):
@@ -263,13 +262,7 @@ class Tally:
             chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(bad_rows))
             if chunk_breaches.height else chunk.typed
         )
-        self.rows_accepted += good.height
-        if good.height:
-            try:
-                self.accepted.write(accepted_rows(good, contract))
-            except DeliveryRejected as failed:  # pseudonymising them, say: the rows read so far
-                failed.rows_received = self.rows  # type: ignore[attr-defined]
-                raise
+        self._pass_on(good)
         del good
         if chunk_breaches.height:
             self.breaches.append(chunk_breaches)
@@ -332,16 +325,20 @@ class Tally:
             )
             if chunk is None:
                 continue
-            good = chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(skip))
-            self.rows_accepted += good.height
-            if good.height:
-                self.accepted.write(accepted_rows(good, self.contract))
+            self._pass_on(chunk.typed.filter(~pl.col(ROW_NUMBER).is_in(skip)))
 
-
-def accepted_rows(good: pl.DataFrame, contract: DepartmentContract) -> pl.DataFrame:
-    """Typed rows that passed every check, as they leave intake: value maps applied, allowed
-    values sharing one vocabulary."""
-    return shared_text(ingest.apply_value_maps(good, contract), contract)
+    def _pass_on(self, good: pl.DataFrame) -> None:
+        """Typed rows that passed every check, as they leave intake (value maps applied,
+        allowed values sharing one vocabulary), to where accepted rows go."""
+        self.rows_accepted += good.height
+        if not good.height:
+            return
+        try:
+            self.accepted.write(shared_text(ingest.apply_value_maps(good, self.contract),
+                                            self.contract))
+        except DeliveryRejected as failed:  # pseudonymising them, say: the rows read so far
+            failed.rows_received = self.rows  # type: ignore[attr-defined]
+            raise
 
 
 # Dates Polars can write as text; beyond them its Date -> String cast panics.
