@@ -61,6 +61,13 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def remove_temporaries(target: Path) -> None:
+    """Remove `target`'s temporary files left by writers that were killed. Only for a caller
+    that holds the lock every writer of `target` takes: otherwise one may still be writing."""
+    for stale in Path(target).parent.glob(f".{Path(target).name}.*{TEMPORARY_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_file(target: Path, *, mode: int = 0o666) -> Iterator[Path]:
     """The temporary file to fill for `target`: renamed over it (after fsync) when the block

@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from schemas.contract import Column, DepartmentContract
-from transforms.files import TEMPORARY_SUFFIX, atomic_file
+from transforms.files import atomic_file, remove_temporaries
 from transforms.identity import normalise as norm
 from transforms.identity import secure
 from transforms.identity.keys import TOKEN_SCHEME, PseudonymisationKey
@@ -361,8 +361,7 @@ def token_file(
     target = secure.token_path(root, contract.department, extract_date, delivery_id)
     # A run killed while writing this file left its partial tokens under a temporary name.
     # Whoever writes a token file holds the data root's lock, so no live writer owns them.
-    for stale in target.parent.glob(f".{target.name}.*{TEMPORARY_SUFFIX}"):
-        stale.unlink(missing_ok=True)
+    remove_temporaries(target)
     pseudonymiser = functools.partial(
         pseudonymise, contract=contract, key=key, geography=geography,
         extract_date=extract_date, rules=rules,
