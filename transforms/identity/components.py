@@ -43,6 +43,16 @@ def group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def spanning(codes: np.ndarray, components: np.ndarray, size: int) -> np.ndarray:
+    """Per record (all holding a code < `size`): whether its code group spans two or more
+    components. Smallest and largest component per code in NumPy, not a unique of the
+    (code, component) pairs: on 10M records that took 2 s."""
+    lowest = group_min(codes, components, size)
+    highest = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(highest, codes, components)
+    return (lowest != highest)[codes]  # one gather of booleans, not two of int64
+
+
 def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Join existing components through records sharing a code (>= 0).
 
@@ -60,10 +70,7 @@ def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
     if not code.size:
         return labels.copy()
     size = int(code.max()) + 1
-    lowest = group_min(code, component, size)
-    highest = np.full(size, -1, dtype=np.int64)
-    np.maximum.at(highest, code, component)
-    joining = (lowest != highest)[code]  # one gather of booleans, not two of int64
+    joining = spanning(code, component, size)
     component, code = component[joining], code[joining]
     smallest = np.arange(labels.shape[0], dtype=np.int64)  # per component label
     while code.size:

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from schemas.errors import LinkageError
-from transforms.identity.components import codes_of, join_components, relabel
+from transforms.identity.components import codes_of, join_components, relabel, spanning
 from transforms.identity.linkage_rules import (
     DEFAULT_RULES_PATH,
     TOKEN_PREFIX,
@@ -137,11 +137,11 @@ def _ambiguouscodes_of(
     """Per checked identifier, the token codes whose records' components hold different values
     of it: a token group that would join two people."""
     has = codes >= 0
-    pairs = pl.DataFrame({"code": codes[has], "comp": old[has]}).unique()
+    code, comp = codes[has], old[has]
     # Only a token group spanning two or more components can join people: the rest are left
     # out before the joins (most of them, on a council's data).
-    spanning = pairs.group_by("code").len().filter(pl.col("len") > 1)
-    pairs = pairs.join(spanning.select("code"), on="code", how="semi")
+    joining = spanning(code, comp, int(code.max(initial=-1)) + 1)
+    pairs = pl.DataFrame({"code": code[joining], "comp": comp[joining]}).unique()
     involved = np.zeros(old.shape[0], dtype=bool)
     involved[pairs.get_column("comp").to_numpy()] = True
     ambiguous: dict[str, np.ndarray] = {}
