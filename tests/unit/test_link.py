@@ -192,3 +192,22 @@ def test_a_veto_stops_a_rule_joining_records_whose_birth_dates_differ():
     linked, counts = link(tokens, rules)
     assert people(linked) == [{0}, {1}, {2, 3}]
     assert counts.conflicts_by_identifier == {"date_of_birth": 1}
+
+
+def test_a_record_without_a_household_takes_its_persons_most_frequent_then_smallest():
+    tokens = frame([
+        ("asc", "N1", None, None, "U2"),  # 0  person A moved: U2 twice, U1 once
+        ("hsg", "N1", None, None, "U1"),  # 1
+        ("ben", "N1", None, None, "U2"),  # 2
+        ("ctx", "N1", None, None, None),  # 3  takes U2, A's most frequent
+        ("asc", "N2", None, None, "U4"),  # 4  person B: U3 and U4 once each
+        ("hsg", "N2", None, None, "U3"),  # 5
+        ("ben", "N2", None, None, None),  # 6  takes U3, the smaller of the tie
+        ("ctx", "N3", None, None, None),  # 7  person C holds no household token
+    ])
+    linked, counts = link(tokens, RULES)
+    key = dict(zip(linked["row_number"], linked["household_key"], strict=True))
+    assert key[3] == key[0] == key[2] != key[1]  # own tokens kept, the gap filled with U2
+    assert key[6] == key[5] != key[4]
+    assert key[7] is None
+    assert counts.households == 4 and counts.records_with_household == 7

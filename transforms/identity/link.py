@@ -30,7 +30,13 @@ import numpy as np
 import polars as pl
 
 from schemas.errors import LinkageError
-from transforms.identity.components import codes_of, join_components, relabel, spanning
+from transforms.identity.components import (
+    codes_of,
+    group_min,
+    join_components,
+    relabel,
+    spanning,
+)
 from transforms.identity.linkage_rules import (
     DEFAULT_RULES_PATH,
     TOKEN_PREFIX,
@@ -336,12 +342,9 @@ def link_columns(
         unique_codes = [pending[u].result() for u in rules.conflicts.unique_per_person]
         pending.clear()  # the largest arrays of linkage: not needed for the keys
 
-    keys = pl.DataFrame([
-        _person_keys(labels, source, records, rules),
-        _household_keys(labels, source, rules),
-    ])
-    _fill_counts(counts, records.get_column("department"), keys.get_column("household_key"),
-                 unique_codes, labels)
+    household, counts.households = _household_keys(labels, source, rules)
+    keys = pl.DataFrame([_person_keys(labels, source, records, rules), household])
+    _fill_counts(counts, records.get_column("department"), household, unique_codes, labels)
     return keys, counts
 
 
@@ -439,29 +442,51 @@ def _person_keys(
     return keyed.get_column("key").gather(by_label[labels]).alias("person_key")
 
 
-def _household_keys(labels: np.ndarray, source: TokenColumns, rules: LinkageRules) -> pl.Series:
+def _household_keys(
+    labels: np.ndarray, source: TokenColumns, rules: LinkageRules
+) -> tuple[pl.Series, int]:
+    """Per record its household token's key, and the number of households. A record without
+    a household token takes its person's most frequent one (ties: the smallest).
+
+    On token codes: most people hold one household token, and only those holding two or more
+    are compared on their tokens; the households are counted as codes, not as distinct keys
+    (10M records, keys and count: 9.7-10.7 s -> 6.5-8.7 s).
+    """
     n = labels.shape[0]
-    if rules.household is None or rules.household.token_column not in source.names:
-        return pl.Series("household_key", [None] * n, dtype=pl.String)
-    column = rules.household.token_column
-    frame = pl.DataFrame({"_person": labels, column: source.get(column)})
-    # The person's most frequent household token (ties: the smallest) fills records without one.
-    per_person = (
-        frame.drop_nulls(column)
-        .group_by("_person", column)
-        .len()
-        .sort(["_person", "len", column], descending=[False, True, False])
-        .unique("_person", keep="first")
-        .rename({column: "_filled"})
+    tokens = (
+        source.get(rules.household.token_column)
+        if rules.household is not None and rules.household.token_column in source.names
+        else pl.repeat(None, n, dtype=pl.String, eager=True)
     )
-    filled = (
-        frame.join(per_person.select("_person", "_filled"), on="_person", how="left",
-                   maintain_order="left")
-        .select(pl.coalesce(column, "_filled"))
-        .to_series()
-    )
-    del frame
-    return _short_hash(HOUSEHOLD_KEY_PREFIX, filled).alias("household_key")
+    codes = codes_of(tokens)
+    has = codes >= 0
+    if not has.any():
+        return tokens.alias("household_key"), 0
+    person, code = labels[has], codes[has]
+    lowest = group_min(person, code, n)  # per person label
+    highest = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(highest, person, code)
+    chosen = np.where(lowest <= highest, lowest, -1)
+    movers = np.flatnonzero(has & (lowest < highest)[labels])
+    if movers.size:
+        held = pl.DataFrame(
+            {"_person": labels[movers], "t": tokens.gather(movers), "code": codes[movers]}
+        )
+        picked = (
+            held.group_by("_person", "t", "code")
+            .len()
+            .sort(["_person", "len", "t"], descending=[False, True, False])
+            .unique("_person", keep="first")
+        )
+        chosen[picked.get_column("_person").to_numpy()] = picked.get_column("code").to_numpy()
+    households = int(codes.max(initial=-1)) + 1  # codes are 0, 1, ... per distinct token
+    first = group_min(codes[has], np.flatnonzero(has), households)  # a record of each token
+    taken = chosen[labels]
+    row = pl.Series(np.where(has, np.arange(n), first[np.maximum(taken, 0)]))
+    # Hashed in record order, then gathered: hashing the distinct tokens gathered from all
+    # over the column took longer than hashing every record's in turn.
+    keys = _short_hash(HOUSEHOLD_KEY_PREFIX, tokens)
+    return keys.gather(row.set(pl.Series(taken < 0), None)).alias("household_key"), households
 
 
 def _fill_counts(
@@ -486,7 +511,6 @@ def _fill_counts(
         labels, unique_codes
     )
     counts.records_with_household = int(household.is_not_null().sum())
-    counts.households = household.drop_nulls().n_unique()
     # Department pairs: share of each side's records whose person also appears in the other.
     # Each person's departments as a bit mask (NumPy over the records, not a join per pair).
     depts = sorted(counts.records_by_department)
