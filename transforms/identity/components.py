@@ -43,15 +43,19 @@ def group_min(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def group_max(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    out = np.full(size, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(out, groups, values)
+    return out
+
+
 def spanning(codes: np.ndarray, components: np.ndarray, size: int) -> np.ndarray:
     """Per record (all holding a code < `size`): whether its code group spans two or more
     components: its smallest and largest component differ. In NumPy, not a unique of the
     (code, component) pairs (linkage's four ambiguity checks on 10M records, profiled:
     10.4 s -> 5.8 s)."""
-    lowest = group_min(codes, components, size)
-    highest = np.full(size, -1, dtype=np.int64)
-    np.maximum.at(highest, codes, components)
-    return (lowest != highest)[codes]  # one gather of booleans, not two of int64
+    spans = group_min(codes, components, size) != group_max(codes, components, size)
+    return spans[codes]  # one gather of booleans, not two of int64
 
 
 def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -75,8 +79,9 @@ def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
     component, code = component[joining], code[joining]
     smallest = np.arange(labels.shape[0], dtype=np.int64)  # per component label
     while code.size:
-        proposed = group_min(code, smallest[component], size)[code]
-        if not (proposed < smallest[component]).any():
+        current = smallest[component]
+        proposed = group_min(code, current, size)[code]
+        if not (proposed < current).any():
             break
         np.minimum.at(smallest, component, proposed)
     return smallest[labels]

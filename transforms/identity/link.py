@@ -32,6 +32,7 @@ import polars as pl
 from schemas.errors import LinkageError
 from transforms.identity.components import (
     codes_of,
+    group_max,
     group_min,
     join_components,
     relabel,
@@ -463,9 +464,7 @@ def _household_keys(
     if not has.any():
         return tokens.alias("household_key"), 0
     person, code = labels[has], codes[has]
-    lowest = group_min(person, code, n)  # per person label
-    highest = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(highest, person, code)
+    lowest, highest = group_min(person, code, n), group_max(person, code, n)  # per person label
     chosen = np.where(lowest <= highest, lowest, -1)
     movers = np.flatnonzero(has & (lowest < highest)[labels])
     if movers.size:
@@ -479,7 +478,7 @@ def _household_keys(
             .unique("_person", keep="first")
         )
         chosen[picked.get_column("_person").to_numpy()] = picked.get_column("code").to_numpy()
-    households = int(codes.max(initial=-1)) + 1  # codes are 0, 1, ... per distinct token
+    households = int(codes.max()) + 1  # codes are 0, 1, ... per distinct token
     first = group_min(codes[has], np.flatnonzero(has), households)  # a record of each token
     taken = chosen[labels]
     row = pl.Series(np.where(has, np.arange(n), first[np.maximum(taken, 0)]))
