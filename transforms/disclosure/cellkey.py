@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from schemas.cohorts import CohortDefinitions, CohortTable, Dimension
+from schemas.cohorts import CohortDefinitions, CohortTable
 from schemas.policy import DisclosurePolicy, PerturbationTable
 from transforms.disclosure.hierarchy import Hierarchy
 from transforms.disclosure.protect import (
@@ -43,7 +43,7 @@ from transforms.disclosure.tabulate import (
     all_or_none,
     cells_of,
     table_counts,
-    units,
+    unit_groups,
 )
 
 RECORD_KEY = "_record_key"
@@ -85,15 +85,12 @@ def _cells_with_keys(
     population: pl.DataFrame, table: CohortTable, hierarchies: dict[str, Hierarchy]
 ) -> pl.DataFrame:
     """`true_cells` with every occupied cell's cell key: the record keys of its members (each
-    counted as often as the member counts in the cell), summed mod 256. One pass over the
-    units for both."""
+    counted as often as the member counts in the cell), summed mod 256."""
     keyed = population.with_columns(record_key(pl.col(UNIT_KEY[table.unit])).alias(RECORD_KEY))
-    carried = Dimension.model_construct(name=RECORD_KEY, source=RECORD_KEY)
-    with_key = table.model_copy(update={"dimensions": (*table.dimensions, carried)})
     return cells_of(
-        units(keyed, with_key, hierarchies),
+        unit_groups(keyed, table, hierarchies, summed=(RECORD_KEY,)),
         table,
-        (pl.col(RECORD_KEY).cast(pl.Int64).sum() % 256).alias(CELL_KEY),
+        (pl.col(RECORD_KEY).sum() % 256).alias(CELL_KEY),
     )
 
 
