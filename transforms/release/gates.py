@@ -194,18 +194,11 @@ def check_perturbation(
             keys = ("person_key", "household_key")
             columns = list(dict.fromkeys(c for c in columns if c not in keys))
             recount.coarsen(differencing._finest_levels(tables, recount.columns))
-            units, atoms_table = recount.atoms(unit, columns, [])
             # Per atom its units and the sum of their record keys: a cell's count and key are
             # sums over its atoms (times the multiplicity), so each table joins its cells to
-            # the atoms, not to every unit (7M residents: this gate 9.0 s -> 6.0 s).
-            recount.register("unit_atoms", units)
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE atom_keys AS SELECT atom, count(*) AS units, "
-                "sum(CAST(('0x' || right(unit_key, 2)) AS INTEGER)) AS record_keys "
-                "FROM unit_atoms GROUP BY atom"
-            )
-            con.unregister("unit_atoms")
-            del units
+            # the atoms, not to every unit; the atoms sum the record keys as they are grouped
+            # (10M-row council: this gate 8.1 s -> 5.5 s).
+            _, atoms_table = recount.atoms(unit, columns, [], record_keys=True)
             for table in tables:
                 recount.register("table_cells", recount.cells(table, atoms_table))
                 con.execute(
@@ -217,8 +210,8 @@ def check_perturbation(
                 ((n, bad),) = con.sql(
                     f"""
                     WITH members AS (
-                        SELECT c.*, a.units, a.record_keys
-                        FROM atom_keys a JOIN table_cells c USING (atom)),
+                        SELECT c.*, a.n AS units, a.record_keys
+                        FROM {atoms_table} a JOIN table_cells c USING (atom)),
                     cells AS (
                         SELECT {", ".join(dims)}, sum(mult * units) AS true_count,
                                sum(mult * record_keys) % 256 AS cell_key
