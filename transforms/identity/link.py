@@ -361,6 +361,7 @@ def _apply_rules(rules: LinkageRules, n: int, counts: LinkCounts, rule_codes) ->
     labels = np.arange(n, dtype=np.int64)
     unique_names = list(rules.conflicts.unique_per_person)
     priority = {rule.name: i for i, rule in enumerate(rules.rules)}
+    sizes = np.ones(n, dtype=np.int64)  # per record, its person's records so far
     for rule in rules.rules:
         codes = rule_codes(rule.name)
         counts.records_with_token_by_rule[rule.name] = int((codes >= 0).sum())
@@ -368,14 +369,13 @@ def _apply_rules(rules: LinkageRules, n: int, counts: LinkCounts, rule_codes) ->
         # trusted rules, and the rule's own vetoes.
         checked = {u: rule_codes(u) for u in unique_names if priority[u] < priority[rule.name]}
         checked.update({i: rule_codes(VETO_PREFIX + i) for i in rule.vetoed_by})
-        size_before = np.bincount(labels, minlength=n)[labels]
         proposal, refused_groups, involved = _refuse_conflicts(labels, codes, checked, counts)
         counts.conflicts_by_rule[rule.name] = refused_groups
         counts.records_in_conflict_by_rule[rule.name] = int(involved.sum())
         size_after = np.bincount(proposal, minlength=n)[proposal]
-        first_linked = (size_before == 1) & (size_after > 1)
+        first_linked = (sizes == 1) & (size_after > 1)
         counts.records_linked_by_rule[rule.name] = int(first_linked.sum())
-        labels = proposal
+        labels, sizes = proposal, size_after
     return labels
 
 
@@ -419,7 +419,11 @@ def _person_keys(
     best = pl.concat(found) if found else pl.DataFrame(
         schema={"_person": pl.Int64, "best": pl.String}
     )
-    shared = best.filter(pl.col("best").is_duplicated())
+    # Equal best tokens have equal 64-bit hashes: only those are compared as text (10M
+    # records: 2.5-2.8 s -> 0.8 s).
+    shared = best.filter(pl.col("best").hash().is_duplicated()).filter(
+        pl.col("best").is_duplicated()
+    )
     if shared.height:
         # Rare: people the conflict rule kept apart who share their best token.
         firsts = (
