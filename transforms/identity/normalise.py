@@ -204,7 +204,11 @@ def normalise_frame(
     given = {t: f"__g_{t}" for t in identifiers}
     return (
         frame.with_columns(
-            *(clean(t, c, schema[c]).alias(cleaned[t]) for t, c in identifiers.items()),
+            *(
+                (_cleaned_by_value(frame, t, c) if t in _BY_VALUE else clean(t, c, schema[c]))
+                .alias(cleaned[t])
+                for t, c in identifiers.items()
+            ),
             *(present(c).alias(given[t]) for t, c in identifiers.items()),
         )
         .with_columns(
@@ -220,6 +224,23 @@ def normalise_frame(
             ),
         )
         .drop(*cleaned.values(), *given.values())
+    )
+
+
+# Names are cleaned once per distinct value and looked up: a chunk of 500,000 council tax
+# rows holds about 5,000 forenames and 4,000 surnames, and the Unicode work per row was two
+# thirds of normalising every identifier (0.36 s of 0.55 s per chunk; receiving the 10M
+# council's 6.1M council tax rows, alternately: 27.7-27.8 s -> 24.1-24.9 s, same tokens).
+_BY_VALUE = ("forename", "surname")
+
+
+def _cleaned_by_value(frame: pl.LazyFrame, identifier_type: str, column: str) -> pl.Expr:
+    """`clean` of a text column, computed for its distinct values only."""
+    values = frame.select(pl.col(column).cast(pl.String).unique().drop_nulls()).collect()
+    values = values.with_columns(clean(identifier_type, column).alias("_cleaned"))
+    return (
+        pl.col(column).cast(pl.String)
+        .replace_strict(values[column], values["_cleaned"], default=None, return_dtype=pl.String)
     )
 
 
