@@ -149,6 +149,29 @@ def test_a_stronger_rule_overrides_a_weaker_identifier():
     assert counts.conflicts == 0 and counts.persons_with_conflicting_identifiers == 1
 
 
+def test_a_person_already_holding_two_values_is_joined_unless_a_third_comes_in():
+    # 0 and 1: one person by NHS, holding NI numbers I1 and I2. A weaker rule bringing in a
+    # record with no NI number, or with one of those two, gains no value: it links. One
+    # bringing in a third NI number is a conflict, refused.
+    tokens = frame([
+        ("asc", "N1", "I1", "D1", None),  # 0
+        ("ben", "N1", "I2", None, None),  # 1
+        ("hsg", None, None, "D1", None),  # 2: no NI number
+        ("ctx", None, "I2", "D1", None),  # 3: I2 (also joined to 1 by NI)
+    ])
+    linked, counts = link(tokens, RULES)
+    assert people(linked) == [{0, 1, 2, 3}]
+    assert counts.conflicts == 0 and counts.persons_with_conflicting_identifiers == 1
+    tokens = frame([
+        ("asc", "N1", "I1", "D1", None),  # 0
+        ("ben", "N1", "I2", None, None),  # 1
+        ("hsg", None, "I3", "D1", None),  # 2: a third NI number
+    ])
+    linked, counts = link(tokens, RULES)
+    assert people(linked) == [{0, 1}, {2}]
+    assert counts.conflicts_by_identifier == {"ni": 1}
+
+
 def test_person_keys_do_not_depend_on_row_order():
     tokens = frame([
         ("asc", "N1", None, "D1", "U1"),
