@@ -31,6 +31,7 @@ import polars as pl
 
 from schemas.errors import LinkageError
 from transforms.identity.components import (
+    INDEX,
     codes_of,
     group_max,
     group_min,
@@ -362,14 +363,16 @@ def link_columns(
 
 def _codes(source: TokenColumns, column: str, n: int) -> np.ndarray:
     if column not in source.names:
-        return np.full(n, -1, dtype=np.int64)
+        return np.full(n, -1, dtype=INDEX)
     return codes_of(source.get(column))
 
 
 def _apply_rules(rules: LinkageRules, n: int, counts: LinkCounts, rule_codes) -> np.ndarray:
     """Every record's person label after the rules in priority order under the conflict
     rule; `rule_codes(name)` gives a rule's (or veto's) token codes."""
-    labels = np.arange(n, dtype=np.int64)
+    if n > np.iinfo(INDEX).max:
+        raise LinkageError(f"{n} records: linkage numbers at most {np.iinfo(INDEX).max}")
+    labels = np.arange(n, dtype=INDEX)
     unique_names = list(rules.conflicts.unique_per_person)
     priority = {rule.name: i for i, rule in enumerate(rules.rules)}
     sizes = np.ones(n, dtype=np.int64)  # per record, its person's records so far
