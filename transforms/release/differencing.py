@@ -268,6 +268,8 @@ class _Recount:
         hex digits of the unit's key) and no units are returned: the perturbation gate needs
         nothing per unit, and matching 7M residents to their atoms was half its time.
         """
+        if record_keys and varied:
+            raise ValueError("atoms: record keys are summed over real units only, not variants")
         key = UNIT_KEY[unit]
         cols = ", ".join(f'"{c}"' for c in columns)
         source = self._coarse_source(_unit_source(unit))
