@@ -338,6 +338,8 @@ def link_columns(
     `source` its token columns, read one at a time.
     """
     n = records.height
+    if n > np.iinfo(INDEX).max:  # before any codes are made in INDEX
+        raise LinkageError(f"{n} records: linkage numbers at most {np.iinfo(INDEX).max}")
     counts = LinkCounts(records=n, conflict_resolution=rules.conflicts.resolution)
     vetoes = {i: veto_rule(i) for i in rules.veto_identifiers()}
     with ThreadPoolExecutor(max_workers=1) as coder:
@@ -370,8 +372,6 @@ def _codes(source: TokenColumns, column: str, n: int) -> np.ndarray:
 def _apply_rules(rules: LinkageRules, n: int, counts: LinkCounts, rule_codes) -> np.ndarray:
     """Every record's person label after the rules in priority order under the conflict
     rule; `rule_codes(name)` gives a rule's (or veto's) token codes."""
-    if n > np.iinfo(INDEX).max:
-        raise LinkageError(f"{n} records: linkage numbers at most {np.iinfo(INDEX).max}")
     labels = np.arange(n, dtype=INDEX)
     unique_names = list(rules.conflicts.unique_per_person)
     priority = {rule.name: i for i, rule in enumerate(rules.rules)}

@@ -294,13 +294,13 @@ class _Recount:
             f"CAST(row_number() OVER (ORDER BY {cols}) - 1 AS BIGINT) AS atom, * FROM "
             f"(SELECT {cols}, count(*) AS n{summed} FROM {source} GROUP BY ALL)"
         )
-        if record_keys:
-            self.con.execute(f"DROP TABLE IF EXISTS units_{unit}")
-            return None, atoms_table
-        same = " AND ".join(f'u."{c}" IS NOT DISTINCT FROM a."{c}"' for c in columns)
-        units = self.con.sql(
-            f"SELECT u.{key} AS unit_key, a.atom FROM {source} u JOIN {atoms_table} a ON {same}"
-        ).pl()
+        units = None
+        if not record_keys:
+            same = " AND ".join(f'u."{c}" IS NOT DISTINCT FROM a."{c}"' for c in columns)
+            units = self.con.sql(
+                f"SELECT u.{key} AS unit_key, a.atom FROM {source} u JOIN {atoms_table} a "
+                f"ON {same}"
+            ).pl()
         self.con.execute(f"DROP TABLE IF EXISTS units_{unit}")
         for column in varied:
             (top,) = self.con.execute(f"SELECT max(atom) + 1 FROM {atoms_table}").fetchone()
