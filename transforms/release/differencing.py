@@ -168,10 +168,13 @@ def _unit_source(unit: str) -> str:
     """The population's rows a unit is counted from: residents, or each household's member
     with the smallest person key."""
     if unit == "households":
+        # Person keys are unique: each household's smallest one names its member. Grouped and
+        # matched back rather than a window ranking every resident (7M residents: 2.6-3.4 s
+        # -> 2.0 s, the same members).
         return (
-            "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY household_key "
-            "ORDER BY person_key) AS _member FROM population WHERE household_key IS NOT "
-            "NULL) WHERE _member = 1)"
+            "(SELECT p.* FROM population p SEMI JOIN (SELECT min(person_key) AS person_key "
+            "FROM population WHERE household_key IS NOT NULL GROUP BY household_key) m "
+            "USING (person_key))"
         )
     return "population"
 
@@ -258,7 +261,8 @@ class _Recount:
         return f"(SELECT s.* REPLACE ({replaced}) FROM {source} s {joins})"
 
     def atoms(
-        self, unit: str, columns: list[str], varied: list[str], record_keys: bool = False
+        self, unit: str, columns: list[str], varied: list[str], record_keys: bool = False,
+        with_units: bool = True,
     ) -> tuple[pl.DataFrame | None, str]:
         """Units with their atom id, and a DuckDB table of atoms (`atom`, columns, `n`).
 
@@ -266,7 +270,8 @@ class _Recount:
         them (n = 0), so the attacker is not assumed to know sensitive values. With
         `record_keys`, the atoms also hold the sum of their units' record keys (the last two
         hex digits of the unit's key) and no units are returned: the perturbation gate needs
-        nothing per unit, and matching 7M residents to their atoms was half its time.
+        nothing per unit, and matching 7M residents to their atoms was half its time. Without
+        `with_units` neither: only a comparison with an earlier release follows units.
         """
         if record_keys and varied:
             raise ValueError("atoms: record keys are summed over real units only, not variants")
@@ -295,7 +300,7 @@ class _Recount:
             f"(SELECT {cols}, count(*) AS n{summed} FROM {source} GROUP BY ALL)"
         )
         units = None
-        if not record_keys:
+        if with_units and not record_keys:
             same = " AND ".join(f'u."{c}" IS NOT DISTINCT FROM a."{c}"' for c in columns)
             units = self.con.sql(
                 f"SELECT u.{key} AS unit_key, a.atom FROM {source} u JOIN {atoms_table} a "
@@ -406,9 +411,11 @@ def _space_tables(cohorts: Any, names: set[str], unit: str) -> list[Any]:
 
 
 def _membership(
-    recount: _Recount, tables: list[Any], unit: str, release: str, cells: _Cells, vary: bool
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Units -> atom, and atom -> (cell row, multiplicity) with each atom's count `n`."""
+    recount: _Recount, tables: list[Any], unit: str, release: str, cells: _Cells, vary: bool,
+    with_units: bool = True,
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """Units -> atom (None without `with_units`), and atom -> (cell row, multiplicity) with
+    each atom's count `n`."""
     if not tables:  # this release publishes nothing about these units
         return (
             pl.DataFrame(schema={"unit_key": pl.String, "atom": pl.Int64}),
@@ -427,7 +434,7 @@ def _membership(
     columns = list(dict.fromkeys(c for c in columns if c not in UNIT_KEY.values()))
     varied = list(dict.fromkeys(varied))
     recount.coarsen(_finest_levels(tables, recount.columns))
-    units, atoms_table = recount.atoms(unit, columns, varied)
+    units, atoms_table = recount.atoms(unit, columns, varied, with_units=with_units)
     parts = []
     for table in tables:
         rows = recount.cells(table, atoms_table)
@@ -470,8 +477,8 @@ def _finest_levels(tables: list[Any], columns: list[str]) -> dict[str, int]:
     return {source: level for source, level in levels.items() if level is not None}
 
 
-def _signatures(units: pl.DataFrame, member: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Merge atoms every table sees alike. Returns (unit_key -> sig, sig -> cell, mult, n)."""
+def _signatures(member: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Merge atoms every table sees alike. Returns (atom -> sig, sig -> cell, mult, n)."""
     per_atom = (
         member.sort("atom", "cell")
         .group_by("atom", maintain_order=True)
@@ -491,10 +498,12 @@ def _signatures(units: pl.DataFrame, member: pl.DataFrame) -> tuple[pl.DataFrame
         .explode("cell", "mult")
         .join(sig_n, on="sig")
     )
-    unit_sig = units.join(per_atom.select("atom", "sig"), on="atom", how="inner").select(
-        "unit_key", "sig"
-    )
-    return unit_sig, sig_member
+    return per_atom.select("atom", "sig"), sig_member
+
+
+def _unit_signatures(units: pl.DataFrame, atom_sig: pl.DataFrame) -> pl.DataFrame:
+    """unit_key -> sig, for following units from one release to another."""
+    return units.join(atom_sig, on="atom", how="inner").select("unit_key", "sig")
 
 
 # ----------------------------------------------------------------------------------------
@@ -777,18 +786,25 @@ class Auditor:
             if not tables and not prev_tables:
                 continue
             vary = any(d.sensitive for t in tables for d in t.dimensions)
-            units, member = _membership(current, tables, unit, CURRENT, self.cells, vary)
+            # Units are followed only into an earlier release: a first release's audit needs
+            # its atoms alone (7M residents: the units' join and transfer skipped).
+            units, member = _membership(
+                current, tables, unit, CURRENT, self.cells, vary, with_units=earlier is not None
+            )
             _add_true_counts(true_counts, member)
             any_sensitive = any_sensitive or vary
-            sensitive_parts.append(_columns_of(_signatures(units, member)[1], "sig"))
-            unit_sig, sig_member = _signatures(units, member.filter(pl.col("n") > 0))
+            sensitive_parts.append(_columns_of(_signatures(member)[1], "sig"))
+            atom_sig, sig_member = _signatures(member.filter(pl.col("n") > 0))
             if earlier is None:
                 interval_parts.append(_columns_of(sig_member, "sig"))
                 continue
             p_units, p_member = _membership(earlier, prev_tables, unit, PREVIOUS, self.cells, False)
             _add_true_counts(true_counts, p_member)
-            p_sig, p_sig_member = _signatures(p_units, p_member)
-            interval_parts.append(_joint(unit_sig, sig_member, p_sig, p_sig_member))
+            p_atom_sig, p_sig_member = _signatures(p_member)
+            interval_parts.append(_joint(
+                _unit_signatures(units, atom_sig), sig_member,
+                _unit_signatures(p_units, p_atom_sig), p_sig_member,
+            ))
         current.con.close()
         if earlier is not None:
             earlier.con.close()
