@@ -143,9 +143,15 @@ def test_chains_of_clean_groups_that_join_two_nhs_numbers_are_refused():
 
 def test_a_stronger_rule_overrides_a_weaker_identifier():
     # Same NHS number, different NI numbers (a keying error): NHS is trusted, one person.
-    tokens = frame([("asc", "N1", "I1", None, None), ("ben", "N1", "I2", None, None)])
+    # Another resident holding one of each, on two records, is not counted as conflicting.
+    tokens = frame([
+        ("asc", "N1", "I1", None, None),
+        ("ben", "N1", "I2", None, None),
+        ("asc", "N2", "I3", None, None),
+        ("ben", "N2", "I3", None, None),
+    ])
     linked, counts = link(tokens, RULES)
-    assert linked["person_key"].n_unique() == 1
+    assert linked["person_key"].n_unique() == 2
     assert counts.conflicts == 0 and counts.persons_with_conflicting_identifiers == 1
 
 

