@@ -95,6 +95,25 @@ def test_attributes_combine_as_declared_and_indicators_hold_when_any_record_meet
     assert p2["known_to_benefits"] is False
 
 
+def test_an_attribute_is_read_from_its_own_department_records_only():
+    # Benefits also sends a `tenure` column of its own; housing declares `tenure` (latest) and
+    # `in_rent_arrears` (any). p1 is known to benefits alone, p2 to both.
+    features = _features([
+        Indicator(name="arrears", department="housing", description="d", rule="in_rent_arrears"),
+    ])
+    linked = _linked(
+        department=["benefits", "benefits", "housing"],
+        row_number=[1, 2, 3],
+        person_key=["p1", "p2", "p2"],
+        tenure=["Owner", "Owner", "Council"],
+        in_rent_arrears=[True, True, False],
+    )
+    population, _, _ = build_population(linked, features)
+    p1, p2 = population.sort("person_key").iter_rows(named=True)
+    assert (p1["tenure"], p1["in_rent_arrears"], p1["arrears"]) == (None, None, False)
+    assert (p2["tenure"], p2["in_rent_arrears"], p2["arrears"]) == ("Council", False, False)
+
+
 def test_indicator_problems_are_reported_together_before_any_data():
     import pytest
 

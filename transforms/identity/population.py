@@ -155,43 +155,36 @@ def _combined(attribute: Attribute) -> pl.Expr:
         "max": column.max(),
         "min": column.min(),
         # A resident's weekly award over all their claims (null when none has an amount).
-        "sum": pl.when(column.count() > 0).then(column.sum()),
+        # The amounts alone are summed: summed among other departments' nulls, 7,464 of 7M
+        # residents' totals came out a rounding error apart.
+        "sum": pl.when(column.count() > 0).then(column.drop_nulls().sum()),
     }[how]
     return combined.alias(attribute.name)
 
 
-def _attributes(
-    linked: pl.DataFrame, features: PersonFeatures, rows: pl.Expr
-) -> list[pl.DataFrame]:
-    """One frame per department: person_key and that department's combined attributes."""
-    frames = []
-    for department in features.departments:
-        declared = [a for a in features.attributes if a.department == department]
-        if not declared:
-            continue
-        records = linked.filter(rows & (pl.col("department") == department)).sort("row_number")
-        records = records.with_columns(
-            pl.lit(None, dtype=a.dtype).alias(a.name)
-            for a in declared
-            if a.name not in records.columns
-        )
-        frames.append(records.group_by("person_key").agg(_combined(a) for a in declared))
-    return frames
-
-
-def _indicators(
-    linked: pl.DataFrame, features: PersonFeatures, rows: pl.Expr
-) -> list[pl.DataFrame]:
-    frames = []
+def _per_department(features: PersonFeatures) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """Each declared attribute and indicator as a record column that is null outside its
+    department (for the sort), and its aggregation per person (for the group-by): one group-by
+    for every column, not a filter, sort, group-by and join per department (10M records:
+    residents 13.2-14.5 s -> 11.3 s, the same population)."""
+    columns, aggregations = [], []
+    for attribute in features.attributes:
+        in_department = pl.col("department") == attribute.department
+        columns.append(pl.when(in_department).then(pl.col(attribute.name)).alias(attribute.name))
+        aggregations.append(_known_to(attribute.department, _combined(attribute)))
     for indicator in features.indicators:
-        records = linked.filter(rows & (pl.col("department") == indicator.department))
-        if records.height == 0:
-            schema = {"person_key": linked.schema["person_key"], indicator.name: pl.Boolean}
-            frames.append(pl.DataFrame(schema=schema))
-            continue
-        met = records.select("person_key", pl.sql_expr(indicator.rule).fill_null(False).alias("_m"))
-        frames.append(met.group_by("person_key").agg(pl.col("_m").any().alias(indicator.name)))
-    return frames
+        rule = pl.sql_expr(indicator.rule).fill_null(False)
+        # The rule reads its department's raw attributes, before they are masked above.
+        columns.append(pl.when(pl.col("department") == indicator.department).then(rule)
+                       .alias(indicator.name))
+        aggregations.append(_known_to(indicator.department, pl.col(indicator.name).any()))
+    return columns, aggregations
+
+
+def _known_to(department: str, aggregation: pl.Expr) -> pl.Expr:
+    """Null for a person with no record in `department` (as `any` of none would be false)."""
+    name = aggregation.meta.output_name()
+    return pl.when((pl.col("department") == department).any()).then(aggregation).alias(name)
 
 
 # Records per partition of the population build: each partition (a range of person keys) is
@@ -260,6 +253,16 @@ def _people(
             pl.col("person_key").alias(_KEY_TEXT), numbers.alias("person_key")
         )
         del numbers
+    # A column no record holds (its department delivered none of it) reads as null.
+    read = {a.name: a.dtype for a in features.attributes}
+    for indicator in features.indicators:
+        for name in pl.sql_expr(indicator.rule).meta.root_names():
+            read.setdefault(name, pl.Null)
+    linked = linked.with_columns(
+        pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in read.items() if name not in linked.columns
+    )
+    columns, aggregations = _per_department(features)
     # Sorted by person, then by how trusted the department is: the groups come out in person
     # key order and each value is taken from the most trusted record that has one. Only the
     # columns read here are sorted.
@@ -268,8 +271,10 @@ def _people(
         "row_number",
         pl.col("department").replace_strict(priority, default=len(priority)).alias("_rank"),
         pl.col("department").replace_strict(bits, return_dtype=pl.Int64).alias(_HELD),
+        *columns,
     ).filter(rows).sort("person_key", "_rank", "row_number")
-    people = ranked.group_by("person_key", maintain_order=True).agg(
+    # Within a person, each department's records are together and in extract order.
+    return ranked.group_by("person_key", maintain_order=True).agg(
         *(pl.col(name).first() for name in text),
         pl.col("household_key").drop_nulls().first(),
         pl.col("age").drop_nulls().first().cast(pl.String).fill_null(AGE_UNKNOWN),
@@ -277,11 +282,8 @@ def _people(
         pl.col("ethnicity").drop_nulls().first().fill_null(ETHNICITY_NOT_STATED),
         pl.col("lsoa").drop_nulls().first(),
         pl.col(_HELD).bitwise_or(),  # the departments, as bits: listed when finished
+        *aggregations,
     )
-    del ranked
-    for frame in [*_attributes(linked, features, rows), *_indicators(linked, features, rows)]:
-        people = people.join(frame, on="person_key", how="left", maintain_order="left")
-    return people
 
 
 def build_population(
