@@ -359,15 +359,21 @@ def finish_population(
     built = residents.partitions
     # How many departments know each household: its members may sit in different partitions.
     # Each member's departments are bits of one number (exploding their lists held 10M rows).
+    members = pl.concat([people.select("household_key", _HELD) for people in built])
     household_departments = (
-        pl.concat([people.select("household_key", _HELD) for people in built])
-        .filter(pl.col("household_key").is_not_null())
+        members.filter(pl.col("household_key").is_not_null())
         .group_by("household_key")
         .agg(
             pl.col(_HELD).bitwise_or().bitwise_count_ones().cast(pl.Int64)
             .alias("household_departments")
         )
     )
+    # Every resident's, in one join, then sliced to each partition: a join per partition
+    # built the households' table each time (7M residents: finishing 7.3 s -> 6.1 s).
+    of_resident = members.join(
+        household_departments, on="household_key", how="left", maintain_order="left"
+    ).get_column("household_departments")
+    del members
     # Each resident's sorted list of departments, from the few department sets that occur.
     held = pl.concat([people.select(_HELD) for people in built]).unique().get_column(_HELD)
     lists = pl.DataFrame(
@@ -386,7 +392,9 @@ def finish_population(
     people_total = 0
     while built:
         people = built.pop(0).join(lists, on=_HELD, how="left", maintain_order="left")
-        people = _finished(people, household_departments, features)
+        people = _finished(
+            people.with_columns(of_resident.slice(people_total, people.height)), features
+        )
         people_total += people.height
         complete = pl.col("lsoa").is_not_null()
         population.append(people.filter(complete))
@@ -403,14 +411,10 @@ def finish_population(
     return population, incomplete, counts
 
 
-def _finished(
-    people: pl.DataFrame, household_departments: pl.DataFrame, features: PersonFeatures
-) -> pl.DataFrame:
+def _finished(people: pl.DataFrame, features: PersonFeatures) -> pl.DataFrame:
     """A partition's residents with every published column, in their published order: base,
     attributes, known_to_<department>, indicators (still in person key order)."""
-    people = people.join(
-        household_departments, on="household_key", how="left", maintain_order="left"
-    ).drop(_HELD)
+    people = people.drop(_HELD)
     if _KEY_TEXT in people.columns:
         people = people.with_columns(pl.col(_KEY_TEXT).alias("person_key")).drop(_KEY_TEXT)
     names = [i.name for i in features.indicators]
