@@ -183,6 +183,14 @@ def _refuse_conflicts(
     """Apply one rule under the conflict rule: (new labels, refusals, records involved)."""
     n = labels.shape[0]
     involved = np.zeros(n, dtype=bool)
+    # Only token groups spanning two or more components can join anyone: the others are set
+    # aside once here, not found again by each step below (10M records, the rules applied:
+    # 13.1-14.9 s -> 10.3-13.7 s, the same keys and counts).
+    rows = np.flatnonzero(codes >= 0)
+    joining = np.zeros(n, dtype=bool)
+    joining[rows] = spanning(codes[rows], labels[rows], int(codes.max(initial=-1)) + 1)
+    codes = np.where(joining, codes, -1)
+    del rows, joining
     proposal = relabel(join_components(labels, codes))
     if not checked:
         return proposal, 0, involved
