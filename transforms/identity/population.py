@@ -273,7 +273,7 @@ def _people(
         pl.col("department").replace_strict(bits, return_dtype=pl.Int64).alias(_HELD),
         *columns,
     ).filter(rows).sort("person_key", "_rank", "row_number")
-    # Within a person, each department's records are together and in extract order.
+    # Within a person, each department's records are in extract (row number) order.
     return ranked.group_by("person_key", maintain_order=True).agg(
         *(pl.col(name).first() for name in text),
         pl.col("household_key").drop_nulls().first(),
