@@ -54,13 +54,17 @@ def group_max(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def holds_two(groups: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """Per group label (0 .. size-1): whether its values differ (its smallest < its largest)."""
+    return group_min(groups, values, size) < group_max(groups, values, size)
+
+
 def spanning(codes: np.ndarray, components: np.ndarray, size: int) -> np.ndarray:
     """Per record (all holding a code < `size`): whether its code group spans two or more
     components: its smallest and largest component differ. In NumPy, not a unique of the
     (code, component) pairs (linkage's four ambiguity checks on 10M records, profiled:
     10.4 s -> 5.8 s)."""
-    spans = group_min(codes, components, size) != group_max(codes, components, size)
-    return spans[codes]  # one gather of booleans, not two of integers
+    return holds_two(codes, components, size)[codes]  # one gather of booleans, not two of integers
 
 
 def join_components(labels: np.ndarray, codes: np.ndarray) -> np.ndarray:
