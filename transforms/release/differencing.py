@@ -84,6 +84,13 @@ from schemas.errors import DisclosureError
 CURRENT, PREVIOUS = "current", "previous"
 UNIT_KEY = {"people": "person_key", "households": "household_key"}
 EPSILON = 1e-6
+# HiGHS answers to within its tolerances, not exactly: on a 10M-row council a cell whose
+# maximum is 11 came back as 10.9999931 and a minimum of 1 as 0.9999222. Rounded inwards with
+# EPSILON, that cell's width read 9 in one audit and 10 in the next, so a release passed
+# protection and failed the same audit of the same tables. A bound within WHOLE of a whole
+# number is that number (an LP vertex that close to one, from below, would need a
+# denominator over 1,000 in a system of 0/1 cells).
+WHOLE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -611,7 +618,7 @@ class _System:
             if model.getModelStatus() != highspy.HighsModelStatus.kOptimal:
                 return reached  # the per-cell LPs will say why
             x = np.asarray(model.getSolution().col_value)[: self.n_cols]
-            new = ~reached & (picked @ x >= targets - EPSILON)
+            new = ~reached & (picked @ x >= targets - WHOLE)
             if not new.any():
                 return reached
             reached |= new
@@ -691,6 +698,16 @@ class _System:
 
 # ----------------------------------------------------------------------------------------
 # The auditor
+
+
+def _at_most(bound: float) -> int:
+    """The largest whole count an LP maximum allows (an attacker counts people)."""
+    return math.floor(bound + WHOLE)
+
+
+def _at_least(bound: float) -> int:
+    """The smallest whole count an LP minimum allows."""
+    return math.ceil(bound - WHOLE)
 
 
 def _protection_width(policy: Any) -> int:
@@ -939,11 +956,11 @@ class Auditor:
             top = self.interval.bound([cell], maximise=True)
             if math.isinf(top):
                 continue  # nothing published bounds it from above
-            high = math.floor(top + EPSILON)
+            high = _at_most(top)
             if not exact and high - self.true[cell] >= width_needed:
                 continue
             binding = self.interval.binding_rows()
-            low = math.ceil(self.interval.bound([cell], maximise=False) - EPSILON)
+            low = _at_least(self.interval.bound([cell], maximise=False))
             width = high - low
             narrowest = width if narrowest is None else min(narrowest, width)
             if width < width_needed:
@@ -1035,7 +1052,7 @@ class Auditor:
                         candidates.append(("none", cell, [cell]))
                 if not candidates:
                     continue
-                if not sure and math.ceil(system.bound(members, False) - EPSILON) < 1:
+                if not sure and _at_least(system.bound(members, False)) < 1:
                     continue  # the group may be empty: nothing to disclose about it
                 checks += candidates
         # Most checks pass: shown together, the rest one LP each.
@@ -1046,7 +1063,7 @@ class Auditor:
             if id(rows) in passed:
                 continue
             most = 0.0 if not rows or upper[rows].max() == 0 else system.bound(rows, True)
-            if math.floor(most + EPSILON) == 0:
+            if _at_most(most) == 0:
                 failures.append(self._failure(cell, 0, kind))
         return failures
 
