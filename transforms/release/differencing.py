@@ -552,6 +552,14 @@ def _highs_model(matrix: sparse.csc_matrix) -> highspy.Highs:
     return highs
 
 
+# A solve that ended in one of these has its answer.
+_SETTLED = (
+    highspy.HighsModelStatus.kOptimal,
+    highspy.HighsModelStatus.kInfeasible,
+    highspy.HighsModelStatus.kUnbounded,
+)
+
+
 class _System:
     """One HiGHS model: rows are cells, columns atoms; objectives change, the basis stays."""
 
@@ -669,6 +677,11 @@ class _System:
             cost = -cost
         self.highs.changeColsCost(self.n_cols, self.all_cols, cost)
         self.highs.run()
+        if self.highs.getModelStatus() not in _SETTLED:
+            # From a warm basis HiGHS can stop short ("Unknown" on the 10M council, its answer
+            # 1.6e-5 infeasible); solved again from nothing it settles (1.5 s there).
+            self.highs.clearSolver()
+            self.highs.run()
         if not self.warm:
             self.warm = True
             # Only the objective changes between solves: the last optimal basis stays feasible,
@@ -680,10 +693,13 @@ class _System:
         status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kUnbounded:
             return math.inf if maximise else -math.inf
+        if status == highspy.HighsModelStatus.kInfeasible:
+            raise DisclosureError("audit: the published tables admit no consistent counts")
         if status != highspy.HighsModelStatus.kOptimal:
             raise DisclosureError(
-                f"audit: the published tables admit no consistent counts (HiGHS: "
-                f"{self.highs.modelStatusToString(status)})"
+                f"audit: the linear program of a cell could not be solved (HiGHS: "
+                f"{self.highs.modelStatusToString(status)}); the audit cannot vouch for this "
+                "release"
             )
         value = self.highs.getInfo().objective_function_value
         return -value if maximise else value
