@@ -78,6 +78,7 @@ from transforms.identity import (
     registers_apart,
     release_extract_date,
     residents_of,
+    split_records,
     token_file,
 )
 from transforms.intake import (
@@ -301,8 +302,9 @@ def link_population(settings: Settings, key_id: str, features: PersonFeatures) -
     )
     del tokens
     opt_outs.register_delivery_id = register_id
-    residents = residents_of(linked, features, removed=removed)
-    del linked  # the records, before the residents are finished (10M records: about 1 GB)
+    records = split_records(linked, removed=removed)
+    del linked  # each partition's records are freed as its residents are built
+    residents = residents_of(records, features)
     population, _incomplete, population_counts = finish_population(residents, features)
     secure = settings.root / "secure" / "linked"
     secure.mkdir(parents=True, exist_ok=True)

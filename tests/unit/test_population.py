@@ -174,3 +174,25 @@ def test_keys_differing_only_in_case_stay_two_people():
     assert population._key_numbers(pl.Series(keys)) is None
     linked = _linked(department=["benefits", "housing"], row_number=[1, 2], person_key=keys)
     assert build_population(linked)[2].people == 2
+
+
+def test_records_are_split_by_person_and_given_up_as_residents_are_built():
+    """Every record of a person in one partition, opt-outs' in none; `residents_of` takes the
+    partitions out, so the flow holds no record once its residents are built."""
+    from transforms.identity.population import residents_of, split_records
+
+    keys = [f"p{i:03d}" for i in range(40)]
+    linked = _linked(
+        department=["benefits", "housing"] * len(keys),
+        row_number=list(range(2 * len(keys))),
+        person_key=[k for k in keys for _ in range(2)],
+    )
+    for parts in (1, 4):
+        records = split_records(linked, parts, removed=pl.Series(keys[:3]))
+        assert len(records.partitions) == parts and records.records == 2 * 37
+        if parts > 1:
+            held = [set(p["person_key"]) for p in records.partitions]
+            assert sum(len(h) for h in held) == 37 and set().union(*held) == set(keys[3:])
+        residents = residents_of(records)
+        assert records.partitions == []
+        assert sum(p.height for p in residents.partitions) == 37

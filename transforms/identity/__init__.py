@@ -23,6 +23,7 @@ from transforms.identity.population import (
     finish_population,
     person_features,
     residents_of,
+    split_records,
 )
 from transforms.identity.pseudonymise import pseudonymise, token_file
 from transforms.identity.secure import (
@@ -52,6 +53,7 @@ __all__ = [
     "registers_apart",
     "release_extract_date",
     "residents_of",
+    "split_records",
     "token_file",
     "token_path",
     "tokens_dir",

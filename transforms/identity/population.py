@@ -300,13 +300,48 @@ def build_population(
     known_to_<department> flags, indicators (one yes/no column each, the list of those held
     and their count); `incomplete` lists the person keys with no area. Residents are built
     `partitions` at a time (by default one per PARTITION_RECORDS records); the result does not
-    depend on it. Records of the persons in `removed` (opt-outs) are left out as each partition
-    is taken, so no filtered copy of every record is made.
+    depend on it. Records of the persons in `removed` (opt-outs) are left out.
 
-    In two steps, `residents_of` and `finish_population`, so that a caller can free the linked
-    records between them (the flow does: 10M records, about 1 GB).
+    In three steps, `split_records`, `residents_of` and `finish_population`, so that a caller
+    can drop the linked records once they are split (the flow does): each partition's records
+    are then freed as its residents are built (10M records: about 1 GB).
     """
-    return finish_population(residents_of(linked, features, partitions, removed), features)
+    records = split_records(linked, partitions, removed)
+    return finish_population(residents_of(records, features), features)
+
+
+@dataclass
+class Records:
+    """The linked records in partitions by person-key range, every record of a person in one,
+    opt-outs left out."""
+
+    partitions: list[pl.DataFrame]
+    records: int
+    bits: dict[str, int]  # department -> its bit in each resident's `_HELD`
+    # With one partition, the whole of `linked` and which of its records are kept: picked as
+    # they are read (1M records: 0.9 GB at the peak, 1.3 GB copying them first).
+    kept: pl.Series | None = None
+
+
+def split_records(
+    linked: pl.DataFrame, partitions: int | None = None, removed: pl.Series | None = None
+) -> Records:
+    """The first step of `build_population`: each partition copied out once (cheaper than
+    picking its rows from every record at each step: 10M records, 6 s and 0.4 GB)."""
+    kept = None
+    if removed is not None and removed.len():
+        kept = ~linked.get_column("person_key").is_in(removed.implode())
+    records = linked.height if kept is None else int(kept.sum())
+    parts = partitions or partitions_for(records)
+    bits = _department_bits(linked.get_column("department"))
+    if parts == 1:
+        return Records([linked], records, bits, kept)
+    part = person_partition(linked.get_column("person_key"), parts)
+    return Records(
+        [linked.filter(part == i if kept is None else kept & (part == i)) for i in range(parts)],
+        records,
+        bits,
+    )
 
 
 @dataclass
@@ -318,43 +353,25 @@ class Residents:
     bits: dict[str, int]  # department -> its bit in each resident's `_HELD`
 
 
-def residents_of(
-    linked: pl.DataFrame,
-    features: PersonFeatures | None = None,
-    partitions: int | None = None,
-    removed: pl.Series | None = None,
-) -> Residents:
-    """The first step of `build_population`: one row per resident, by partition."""
+def residents_of(records: Records, features: PersonFeatures | None = None) -> Residents:
+    """The second step of `build_population`: one row per resident, by partition. Takes the
+    partitions out of `records`, so each one's records are freed once its residents are built
+    (10M records: the link step's peak 5,449 -> 4,852 MiB)."""
     features = features or PersonFeatures()
     priority = {dept: i for i, dept in enumerate(features.priority)}
-    kept = None
-    if removed is not None and removed.len():
-        kept = ~linked.get_column("person_key").is_in(removed.implode())
-    records = linked.height if kept is None else int(kept.sum())
-    parts = partitions or partitions_for(records)
-    bits = _department_bits(linked.get_column("department"))
-    if parts == 1:
-        # The kept records are picked as they are read (1M records: 0.9 GB at the peak, 1.3 GB
-        # copying them first).
-        built = [
-            _people(linked, features, priority, bits, pl.lit(True if kept is None else kept))
-        ]
-    else:
-        # Each partition copied out once: cheaper than picking its rows from every record at
-        # each step (10M records: 6 s and 0.4 GB more that way).
-        part = person_partition(linked.get_column("person_key"), parts)
-        built = [
-            _people(linked.filter(part == i if kept is None else kept & (part == i)),
-                    features, priority, bits)
-            for i in range(parts)
-        ]
-    return Residents(built, records, bits)
+    rows = pl.lit(True) if records.kept is None else pl.lit(records.kept)
+    built = []
+    while records.partitions:
+        part = records.partitions.pop(0)
+        built.append(_people(part, features, priority, records.bits, rows))
+        del part
+    return Residents(built, records.records, records.bits)
 
 
 def finish_population(
     residents: Residents, features: PersonFeatures | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame, PopulationCounts]:
-    """The second step of `build_population`; takes the partitions out of `residents`."""
+    """The last step of `build_population`; takes the partitions out of `residents`."""
     features = features or PersonFeatures()
     built = residents.partitions
     # How many departments know each household: its members may sit in different partitions.
