@@ -164,12 +164,18 @@ def test_two_tables_sharing_a_margin_pin_a_cell_neither_gives_alone():
     assert result.failures == []
 
 
-def test_rounding_to_five_widens_what_the_shared_margin_gives():
-    both = CohortDefinitions(tables=(BY_SEX, BY_AGE))
+def rounded_to_five() -> tuple[CohortDefinitions, dict[str, pl.DataFrame]]:
+    """Both ward tables rounded to 5, W1's women withheld: their interval is exactly the
+    protection width."""
     tables = {
         BY_SEX.name: publish(WARDS, BY_SEX, {("W1", "F")}, base=5),
         BY_AGE.name: publish(WARDS, BY_AGE, base=5),
     }
+    return CohortDefinitions(tables=(BY_SEX, BY_AGE)), tables
+
+
+def test_rounding_to_five_widens_what_the_shared_margin_gives():
+    both, tables = rounded_to_five()
     auditor = Auditor(WARDS, both, {}, ROUNDED)
     result = auditor.audit(tables, exact=True)
     # 18 -> 20 means 18..22, 15 -> 15 means 13..17 and 30 -> 30 means 28..32, so W1's women
@@ -183,11 +189,7 @@ def test_a_bound_a_solver_tolerance_off_a_whole_number_counts_as_that_number(mon
     """HiGHS answers to within its tolerances: on a 10M-row council a maximum of 11 came back
     as 10.9999931 and a minimum of 1 as 0.9999222, and a release that passed protection failed
     the same audit (width 9 for 10). Here every bound is made that far off, inwards."""
-    both = CohortDefinitions(tables=(BY_SEX, BY_AGE))
-    tables = {
-        BY_SEX.name: publish(WARDS, BY_SEX, {("W1", "F")}, base=5),
-        BY_AGE.name: publish(WARDS, BY_AGE, base=5),
-    }
+    both, tables = rounded_to_five()
     solved = differencing._System.bound
 
     def a_little_off(self, rows, maximise, weights=None):
@@ -230,11 +232,7 @@ class StopsShortOnce:
 
 
 def test_a_solve_highs_leaves_unknown_is_solved_again_from_nothing():
-    both = CohortDefinitions(tables=(BY_SEX, BY_AGE))
-    tables = {
-        BY_SEX.name: publish(WARDS, BY_SEX, {("W1", "F")}, base=5),
-        BY_AGE.name: publish(WARDS, BY_AGE, base=5),
-    }
+    both, tables = rounded_to_five()
     auditor = Auditor(WARDS, both, {}, ROUNDED)
     assert auditor.audit(tables, exact=True).passed  # the basis is warm from here on
     auditor.interval.highs = StopsShortOnce(auditor.interval.highs, after=1)
