@@ -364,7 +364,6 @@ def residents_of(records: Records, features: PersonFeatures | None = None) -> Re
     while records.partitions:
         part = records.partitions.pop(0)
         built.append(_people(part, features, priority, records.bits, rows))
-        del part
     return Residents(built, records.records, records.bits)
 
 
@@ -390,9 +389,9 @@ def finish_population(
     of_resident = members.join(
         household_departments, on="household_key", how="left", maintain_order="left"
     ).get_column("household_departments")
-    del members
     # Each resident's sorted list of departments, from the few department sets that occur.
-    held = pl.concat([people.select(_HELD) for people in built]).unique().get_column(_HELD)
+    held = members.get_column(_HELD).unique()
+    del members
     lists = pl.DataFrame(
         {
             _HELD: held,
