@@ -41,6 +41,16 @@ def _expectations(suite) -> set[tuple[str, str, str]]:
     }
 
 
+def test_gx_logs_nothing_below_error_into_the_operators_log():
+    validate._batch_definition()  # the ephemeral context: GX's modules are all loaded by now
+    noisy = [
+        name for name, logger in logging.root.manager.loggerDict.items()
+        if name.startswith("great_expectations") and isinstance(logger, logging.Logger)
+        and logger.getEffectiveLevel() < logging.ERROR
+    ]
+    assert noisy == []
+
+
 def test_the_row_suite_covers_every_declared_rule():
     found = _expectations(compile_suite(CONTRACTS["adult_social_care"]))
     for expected in [

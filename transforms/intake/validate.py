@@ -72,6 +72,12 @@ from great_expectations.execution_engine import pandas_execution_engine  # noqa:
 from great_expectations.expectations import expectation as _gx_expectation  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
+# Some GX modules set their own logger to INFO, which outranks the parent's level: every run
+# logged "Created temporary directory '/tmp/...' for ephemeral docs site", a directory GX
+# removes at once. Those loggers inherit ERROR instead.
+for _name, _logger in list(logging.root.manager.loggerDict.items()):
+    if _name.startswith("great_expectations.") and isinstance(_logger, logging.Logger):
+        _logger.setLevel(logging.NOTSET)
 # GX fingerprints every in-memory batch by hashing all its cells (a fifth of the run time on a
 # chunk). The delivery is already fingerprinted with sha256, so that hash buys nothing here.
 pandas_execution_engine.HASH_THRESHOLD = 0
