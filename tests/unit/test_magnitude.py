@@ -142,7 +142,7 @@ def test_the_audit_finds_a_withheld_sum_when_its_partner_is_published():
 
 def withheld_w1_a(top: float) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
     """Ward w1's band a holds `top` and eleven 1.0s and is withheld; band b (1,400) and the ward
-    total are published to the pound, so band a lies within 2 of its value: a width of 2."""
+    total are published to the pound, so band a is known to within 1 either way: a width of 2."""
     population = residents(
         (1, {"ward": "w1", "band": "a", "amount": top}),
         (11, {"ward": "w1", "band": "a", "amount": 1.0}),
@@ -150,8 +150,8 @@ def withheld_w1_a(top: float) -> tuple[pl.DataFrame, dict[str, pl.DataFrame]]:
         (12, {"ward": "w2", "band": "a", "amount": 90.0}),
         (15, {"ward": "w2", "band": "b", "amount": 120.0}),
     )  # fmt: skip
-    tables = measure_tables(counted(population=population), population, COHORTS, POLICY, {})
-    tables = dict(tables.tables)
+    measured = measure_tables(counted(population=population), population, COHORTS, POLICY, {})
+    tables = dict(measured.tables)
     w1_a = (pl.col("ward") == "w1") & (pl.col("band") == "a")
     tables["cohort_by_band"] = tables["cohort_by_band"].with_columns(
         pl.when(w1_a).then(pl.lit(True)).otherwise(pl.col("withheld")).alias("withheld"),

@@ -45,7 +45,7 @@ EPSILON = 1e-6
 # HiGHS's bounds are right to within its tolerances, not exactly (8e-5 off on the 10M council's
 # count systems, `differencing.WHOLE`). A withheld sum whose interval is exactly p% of its value
 # passes the rule; with a comparison to 1e-6, a solve a little off failed it. A width within
-# SLACK (in the measure's unit: a tenth of a penny of a weekly amount) of p% counts as p%.
+# SLACK of p%, in the measure's unit (a tenth of a penny for amounts in pounds), counts as p%.
 SLACK = 1e-3
 
 
